@@ -1,0 +1,37 @@
+"""Selectors that pick one reward model per batch, and normalisers for their feedback.
+
+All selectors satisfy :class:`Bandit`: ``select``, ``scores``, ``probabilities``, ``update``,
+``add_arm``, ``remove_arm``, ``state_dict``/``load_state_dict`` and ``num_arms``.
+"""
+
+from laser.bandits.base import Bandit
+from laser.bandits.baselines import FixedArm, RandomArm, RoundRobin
+from laser.bandits.classic import UCB1, EpsilonGreedy, MeanArms
+from laser.bandits.exp3 import EXP3
+from laser.bandits.linear import LinTS, LinUCB, gaussian_argmax_probabilities
+from laser.bandits.normalizers import (
+    NormalizedBandit,
+    Normalizer,
+    PercentileNormalizer,
+    RunningZScore,
+)
+from laser.bandits.ridge import RidgeArms
+
+__all__ = [
+    "EXP3",
+    "UCB1",
+    "Bandit",
+    "EpsilonGreedy",
+    "FixedArm",
+    "LinTS",
+    "LinUCB",
+    "MeanArms",
+    "NormalizedBandit",
+    "Normalizer",
+    "PercentileNormalizer",
+    "RandomArm",
+    "RidgeArms",
+    "RoundRobin",
+    "RunningZScore",
+    "gaussian_argmax_probabilities",
+]

@@ -1,0 +1,143 @@
+"""Non-learning selectors, the baselines every learned selector must beat. Context-free.
+
+- ``FixedArm(arm)``: always the same RM ("pick one RM and hope").
+- ``RandomArm``: uniformly random RM per batch.
+- ``RoundRobin``: RMs in turn, the LASeR paper's "sequential" baseline. The turn advances on
+  ``update`` (after the played arm), so ``select``/``scores``/``probabilities`` are pure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from laser.bandits.base import (
+    SelectorBase,
+    check_arm,
+    check_positive_int,
+    check_reward,
+    make_rng,
+)
+
+
+class _NonLearning(SelectorBase):
+    """Keeps only the arm count; ``update`` validates its input and learns nothing."""
+
+    def __init__(self, num_arms: int) -> None:
+        self._num_arms = check_positive_int("num_arms", num_arms)
+
+    @property
+    def num_arms(self) -> int:
+        return self._num_arms
+
+    def probabilities(self, x: Any = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def scores(self, x: Any = None) -> np.ndarray:
+        """The selection probabilities: these rules have no other index."""
+        return self.probabilities(x)
+
+    def update(self, arm: int, x: Any, reward: float) -> None:
+        check_arm(arm, self.num_arms)
+        check_reward(reward)
+
+    def add_arm(self) -> int:
+        self._num_arms += 1
+        return self._num_arms - 1
+
+    def remove_arm(self, arm: int) -> None:
+        self._check_removal(arm)
+        self._num_arms -= 1
+
+    def _hparams(self) -> dict[str, Any]:
+        return {}
+
+    def _state(self) -> dict[str, Any]:
+        return {"num_arms": self._num_arms}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self._num_arms = check_positive_int("num_arms", state["num_arms"])
+
+
+def _one_hot(k: int, n: int) -> np.ndarray:
+    probs = np.zeros(n)
+    probs[k] = 1.0
+    return probs
+
+
+class FixedArm(_NonLearning):
+    """Always plays ``arm``. Removing an earlier arm shifts it down; removing it is an error."""
+
+    def __init__(self, num_arms: int, arm: int = 0) -> None:
+        super().__init__(num_arms)
+        self.arm = check_arm(arm, self.num_arms)
+
+    def select(self, x: Any = None) -> int:
+        return self.arm
+
+    def probabilities(self, x: Any = None) -> np.ndarray:
+        return _one_hot(self.arm, self.num_arms)
+
+    def remove_arm(self, arm: int) -> None:
+        arm = self._check_removal(arm)
+        if arm == self.arm:
+            raise ValueError(f"cannot remove arm {arm}: it is the arm FixedArm always plays")
+        super().remove_arm(arm)
+        if arm < self.arm:
+            self.arm -= 1
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "arm": self.arm}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        arm = check_arm(state["arm"], check_positive_int("num_arms", state["num_arms"]))
+        super()._load_state(state)
+        self.arm = arm
+
+
+class RandomArm(_NonLearning):
+    """Uniformly random arm each call."""
+
+    def __init__(self, num_arms: int, seed: int | None = None) -> None:
+        super().__init__(num_arms)
+        self.rng = make_rng(seed)
+
+    def select(self, x: Any = None) -> int:
+        return int(self.rng.integers(self.num_arms))
+
+    def probabilities(self, x: Any = None) -> np.ndarray:
+        return np.full(self.num_arms, 1.0 / self.num_arms)
+
+
+class RoundRobin(_NonLearning):
+    """Arms 0, 1, ..., K-1, 0, ... : after an update on arm a, the next turn is a + 1."""
+
+    def __init__(self, num_arms: int) -> None:
+        super().__init__(num_arms)
+        self.next_arm = 0
+
+    def select(self, x: Any = None) -> int:
+        return self.next_arm
+
+    def probabilities(self, x: Any = None) -> np.ndarray:
+        return _one_hot(self.next_arm, self.num_arms)
+
+    def update(self, arm: int, x: Any, reward: float) -> None:
+        super().update(arm, x, reward)
+        self.next_arm = (check_arm(arm, self.num_arms) + 1) % self.num_arms
+
+    def remove_arm(self, arm: int) -> None:
+        arm = check_arm(arm, self.num_arms)
+        super().remove_arm(arm)
+        if arm < self.next_arm:
+            self.next_arm -= 1
+        self.next_arm %= self.num_arms
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "next_arm": self.next_arm}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        nxt = check_arm(state["next_arm"], check_positive_int("num_arms", state["num_arms"]))
+        super()._load_state(state)
+        self.next_arm = nxt

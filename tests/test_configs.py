@@ -1,0 +1,30 @@
+"""Every conf/bandit file composes with Hydra and instantiates a working selector."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from laser.bandits import Bandit
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+BANDITS = sorted(p.stem for p in (CONF / "bandit").glob("*.yaml"))
+
+
+def test_bandit_group_is_not_empty():
+    assert {"linucb", "lints", "exp3", "fixed", "random", "round_robin"} <= set(BANDITS)
+
+
+@pytest.mark.parametrize("name", BANDITS)
+def test_bandit_config_composes_and_instantiates(name):
+    with initialize_config_dir(config_dir=str(CONF / "bandit"), version_base="1.3"):
+        cfg = compose(config_name=name)
+    sizes = {"num_arms": 3, **({"dim": 4} if "dim" in cfg.keys() else {})}
+    selector = instantiate(cfg, **sizes)
+    assert isinstance(selector, Bandit) and selector.num_arms == 3
+    x = np.ones(4)
+    arm = selector.select(x)
+    selector.update(arm, x, 0.5)
+    assert selector.probabilities(x).sum() == pytest.approx(1.0)

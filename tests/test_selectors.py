@@ -1,0 +1,194 @@
+"""Every selector: probabilities, learning, checkpoints and a changing pool."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from laser.bandits import (
+    EXP3,
+    UCB1,
+    Bandit,
+    EpsilonGreedy,
+    FixedArm,
+    LinTS,
+    LinUCB,
+    RandomArm,
+    RoundRobin,
+    gaussian_argmax_probabilities,
+)
+from laser.bandits.envs import LinearEnv, run_bandit
+
+DIM = 5
+
+FACTORIES = {
+    "linucb": lambda: LinUCB(3, DIM, alpha=0.5),
+    "linucb_seeded_discounted": lambda: LinUCB(3, DIM, alpha=0.5, gamma=0.9, seed=4),
+    "lints": lambda: LinTS(3, DIM, v=0.5, seed=1),
+    "exp3": lambda: EXP3(3, gamma=0.2, seed=2),
+    "egreedy": lambda: EpsilonGreedy(3, epsilon=0.2, seed=3),
+    "egreedy_ctx": lambda: EpsilonGreedy(3, epsilon=0.2, dim=DIM, seed=3),
+    "ucb1": lambda: UCB1(3, gamma=0.99),
+    "fixed": lambda: FixedArm(3, arm=1),
+    "random": lambda: RandomArm(3, seed=5),
+    "roundrobin": lambda: RoundRobin(3),
+}
+
+
+def _play(selector, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    arms = []
+    for _ in range(steps):
+        x = rng.normal(size=DIM)
+        arm = selector.select(x)
+        arms.append(arm)
+        selector.update(arm, x, float(rng.uniform()))
+    return arms
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_protocol_shapes_and_probabilities(name):
+    sel = FACTORIES[name]()
+    assert isinstance(sel, Bandit)
+    _play(sel, 20)
+    x = np.random.default_rng(9).normal(size=DIM)
+    scores, probs = sel.scores(x), sel.probabilities(x)
+    assert scores.shape == (3,) and probs.shape == (3,)
+    assert np.all(probs >= 0) and math.isclose(probs.sum(), 1.0, abs_tol=1e-9)
+    assert 0 <= sel.select(x) < sel.num_arms == 3
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_state_dict_round_trip_gives_same_future_decisions(name):
+    sel = FACTORIES[name]()
+    _play(sel, 40, seed=1)
+    buffer = io.BytesIO()
+    torch.save(sel.state_dict(), buffer)  # what a checkpoint does
+    buffer.seek(0)
+    restored = FACTORIES[name]()
+    restored.load_state_dict(torch.load(buffer, weights_only=False))
+    assert _play(sel, 60, seed=2) == _play(restored, 60, seed=2)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_load_state_dict_rejects_another_selector(name):
+    sel = FACTORIES[name]()
+    other = RoundRobin(3) if name != "roundrobin" else FixedArm(3)
+    with pytest.raises(ValueError, match="state_dict"):
+        sel.load_state_dict(other.state_dict())
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_add_and_remove_arms_mid_stream(name):
+    sel = FACTORIES[name]()
+    _play(sel, 15)
+    assert sel.add_arm() == 3 and sel.num_arms == 4
+    arms = _play(sel, 40, seed=3)
+    assert max(arms) <= 3
+    sel.remove_arm(0 if name != "fixed" else 2)
+    assert sel.num_arms == 3
+    x = np.ones(DIM)
+    assert sel.scores(x).shape == (3,) and sel.probabilities(x).shape == (3,)
+    assert max(_play(sel, 30, seed=4)) <= 2
+
+
+def test_removing_an_arm_shifts_later_arms_down():
+    bandit = LinUCB(3, 2, alpha=0.0)
+    x = np.array([1.0, 0.0])
+    for arm, reward in [(0, 0.1), (1, 0.2), (2, 0.9)]:
+        bandit.update(arm, x, reward)
+    assert bandit.select(x) == 2
+    bandit.remove_arm(0)
+    assert bandit.select(x) == 1  # the old arm 2
+    fixed = FixedArm(4, arm=2)
+    fixed.remove_arm(0)
+    assert fixed.select() == 1
+    rr = RoundRobin(3)
+    rr.update(1, None, 0.0)  # next turn: arm 2
+    rr.remove_arm(0)
+    assert rr.select() == 1  # still the old arm 2
+
+
+def test_exp3_probabilities_are_exact_and_sum_to_one():
+    exp3 = EXP3(3, gamma=0.3, seed=0)
+    np.testing.assert_allclose(exp3.probabilities(), np.full(3, 1 / 3))
+    exp3.update(0, None, 1.0)
+    # hand computation: p0 = 1/3 so w0 = exp(0.3 * (1 / (1/3)) / 3) = e^0.3, w1 = w2 = 1
+    w = np.array([math.exp(0.3), 1.0, 1.0])
+    expected = 0.7 * w / w.sum() + 0.1
+    np.testing.assert_allclose(exp3.probabilities(), expected, rtol=1e-12)
+    for _ in range(500):
+        arm = exp3.select()
+        exp3.update(arm, None, float(arm == 2))
+        assert math.isclose(exp3.probabilities().sum(), 1.0, rel_tol=1e-12)
+    assert exp3.probabilities().argmax() == 2
+    assert exp3.probabilities().min() >= 0.1 - 1e-12  # the gamma / K floor
+
+
+def test_exp3_rejects_rewards_outside_unit_interval():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        EXP3(2).update(0, None, 1.5)
+
+
+def test_epsilon_greedy_probabilities_match_empirical_frequencies():
+    sel = EpsilonGreedy(4, epsilon=0.3, seed=0)
+    for arm, r in [(0, 0.1), (1, 0.8), (2, 0.8), (3, 0.0)]:
+        sel.update(arm, None, r)
+    probs = sel.probabilities()
+    np.testing.assert_allclose(probs, [0.075, 0.425, 0.425, 0.075])
+    counts = np.bincount([sel.select() for _ in range(20000)], minlength=4) / 20000
+    np.testing.assert_allclose(counts, probs, atol=0.015)
+
+
+def test_gaussian_argmax_probabilities_match_monte_carlo():
+    means, stds = np.array([0.0, 0.3, -0.2, 0.25]), np.array([0.5, 0.1, 1.0, 0.0])
+    probs = gaussian_argmax_probabilities(means, stds)
+    draws = means + stds * np.random.default_rng(0).standard_normal((400000, 4))
+    empirical = np.bincount(draws.argmax(axis=1), minlength=4) / 400000
+    np.testing.assert_allclose(probs, empirical, atol=0.004)
+
+
+def test_lints_probabilities_match_its_own_selection_frequencies():
+    sel = LinTS(3, DIM, v=1.0, seed=0)
+    _play(sel, 30)
+    x = np.random.default_rng(1).normal(size=DIM)
+    probs = sel.probabilities(x)
+    counts = np.bincount([sel.select(x) for _ in range(20000)], minlength=3) / 20000
+    np.testing.assert_allclose(counts, probs, atol=0.015)
+
+
+def test_ucb1_tries_every_arm_then_prefers_the_best():
+    sel = UCB1(3)
+    assert [sel.select() for _ in range(1)] == [0]
+    order = []
+    for _ in range(3):
+        arm = sel.select()
+        order.append(arm)
+        sel.update(arm, None, [0.2, 0.9, 0.5][arm])
+    assert order == [0, 1, 2]
+    rng = np.random.default_rng(0)
+    plays = []
+    for _ in range(500):
+        arm = sel.select()
+        plays.append(arm)
+        sel.update(arm, None, float(rng.uniform() < [0.2, 0.9, 0.5][arm]))
+    assert np.bincount(plays, minlength=3).argmax() == 1
+
+
+def test_round_robin_cycles_and_fixed_never_moves():
+    rr, fixed = RoundRobin(3), FixedArm(3, arm=2)
+    assert _play(rr, 7) == [0, 1, 2, 0, 1, 2, 0]
+    assert set(_play(fixed, 10)) == {2}
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [lambda: LinTS(4, 8, v=0.3, seed=0), lambda: EpsilonGreedy(4, 0.05, dim=8, seed=0)],
+)
+def test_contextual_selectors_learn(factory):
+    steps = 1500
+    learned = run_bandit(factory(), LinearEnv(dim=8, seed=7), steps).sum()
+    random = run_bandit(RandomArm(4, seed=0), LinearEnv(dim=8, seed=7), steps).sum()
+    assert learned < 0.25 * random
