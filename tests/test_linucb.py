@@ -122,3 +122,18 @@ def test_cuda_device_matches_cpu():
         cpu.update(arm, x, r)
         gpu.update(arm, x, r)
     np.testing.assert_allclose(cpu.scores(xs[0]), gpu.scores(xs[0]), rtol=1e-9)
+
+
+def test_long_idle_arm_with_large_contexts_keeps_the_residual_evidence():
+    """After gamma^steps < 1e-12 the decay must still be exact, not a reset to the prior."""
+    dim = 3
+    ours = LinUCB(2, dim, alpha=1.0, gamma=0.5)
+    ref = NaiveLinUCB(2, dim, alpha=1.0, gamma=0.5)
+    big = np.array([1e6, 0.0, 0.0])
+    for bandit in (ours, ref):
+        bandit.update(0, big, 1e6)
+        for _ in range(40):  # arm 0 idles: its evidence decays by 0.5**40 ~ 1e-12
+            bandit.update(1, np.array([0.0, 1.0, 0.0]), 0.1)
+    np.testing.assert_allclose(ours.estimator.design(0), ref.A[0], rtol=1e-9)
+    probe = np.array([1.0, 0.5, 0.0])
+    np.testing.assert_allclose(ours.scores(probe), ref.scores(probe), rtol=1e-7)

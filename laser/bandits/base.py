@@ -109,8 +109,16 @@ def check_context(x: Any, dim: int) -> np.ndarray:
     if x is None:
         raise ValueError(f"this selector needs a context vector of dimension {dim}, got None")
     if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise ValueError("context must be real-valued, got a complex tensor")
         x = x.detach().to("cpu", torch.float64).numpy()
-    arr = np.asarray(x, dtype=np.float64)
+    if np.iscomplexobj(x):
+        raise ValueError("context must be real-valued, got complex values")
+    try:
+        # a private, contiguous copy: the selector may keep it, and the caller may reuse theirs
+        arr = np.array(x, dtype=np.float64, order="C", copy=True)
+    except (TypeError, ValueError):
+        raise ValueError(f"context must be a vector of numbers, got {type(x).__name__}") from None
     if arr.ndim != 1:
         raise ValueError(f"context must be a 1-D vector of dimension {dim}, got shape {arr.shape}")
     if arr.shape[0] != dim:
@@ -119,6 +127,17 @@ def check_context(x: Any, dim: int) -> np.ndarray:
         bad = int(np.sum(~np.isfinite(arr)))
         raise ValueError(f"context has {bad} non-finite (NaN/inf) entries")
     return arr
+
+
+def check_update_magnitude(x: np.ndarray, reward: float) -> None:
+    """Reject finite inputs whose products would overflow to inf (x x^T, reward * x)."""
+    with np.errstate(over="ignore"):
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        if not (math.isfinite(peak * peak) and math.isfinite(abs(reward) * peak)):
+            raise ValueError(
+                f"context (max |x| = {peak:.3g}) and reward ({reward:.3g}) are too large: their "
+                "products overflow float64; normalise the features or the feedback"
+            )
 
 
 def argmax_ties(values: np.ndarray, rng: np.random.Generator | None) -> int:
@@ -207,8 +226,13 @@ class SelectorBase:
             )
         if (self.rng is None) != (state.get("rng") is None):
             raise ValueError("state_dict and selector disagree on whether a seeded RNG is used")
-        self._load_state(state["state"])  # validates before it assigns anything
-        set_rng_state(self.rng, state["rng"])
+        old_rng = rng_state(self.rng)
+        set_rng_state(self.rng, state["rng"])  # may reject a malformed RNG state: nothing changed
+        try:
+            self._load_state(state["state"])  # validates before it assigns anything
+        except Exception:
+            set_rng_state(self.rng, old_rng)
+            raise
 
 
 class EstimatorSelector(SelectorBase):

@@ -22,6 +22,7 @@ from laser.bandits.base import (
     check_positive_int,
     check_reward,
     check_unit_interval,
+    check_update_magnitude,
     make_rng,
 )
 from laser.bandits.ridge import RidgeArms
@@ -129,7 +130,9 @@ class EpsilonGreedy(EstimatorSelector):
         if isinstance(self.estimator, MeanArms):
             self.estimator.update(arm, r)
         else:
-            self.estimator.update(arm, check_context(x, self.dim), r)
+            xv = check_context(x, self.dim)
+            check_update_magnitude(xv, r)
+            self.estimator.update(arm, xv, r)
 
 
 class UCB1(EstimatorSelector):

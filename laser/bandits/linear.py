@@ -21,6 +21,7 @@ from laser.bandits.base import (
     check_context,
     check_positive,
     check_reward,
+    check_update_magnitude,
     make_rng,
 )
 from laser.bandits.ridge import RidgeArms
@@ -49,6 +50,7 @@ class _LinearBandit(EstimatorSelector):
         arm = check_arm(arm, self.num_arms)
         xv = check_context(x, self.dim)
         r = check_reward(reward)
+        check_update_magnitude(xv, r)
         self.estimator.update(arm, xv, r)
 
     def theta(self, arm: int) -> np.ndarray:
@@ -144,32 +146,40 @@ def gaussian_argmax_probabilities(means: np.ndarray, stds: np.ndarray) -> np.nda
     """P(argmax_j Z_j = k) for independent Z_j ~ N(means_j, stds_j^2).
 
     P(k) = E_{u ~ N(0,1)} prod_{j != k} Phi((m_k + s_k u - m_j) / s_j). Arms with s = 0 are
-    point masses; if every arm is a point mass, ties share the mass uniformly (matching the
-    random tie-breaking of ``select``).
+    point masses: one wins only if no point mass lies above it and every Gaussian falls below
+    it, and point masses tied at the same value share that chance equally (the uniform
+    tie-breaking of ``select``). Gaussians tie with probability 0.
     """
     means = np.asarray(means, dtype=np.float64)
     stds = np.asarray(stds, dtype=np.float64)
     point = stds <= 0
-    if point.all():
-        return argmax_distribution(means, random_ties=True)
 
-    def others_below(value: float, k: int) -> float:
+    def gaussians_below(value: float, k: int) -> float:
         prob = 1.0
-        for j in range(means.shape[0]):
-            if j == k:
-                continue
-            if point[j]:
-                prob *= float(value > means[j]) + 0.5 * float(value == means[j])
-            else:
+        for j in np.flatnonzero(~point):
+            if j != k:
                 prob *= norm.cdf((value - means[j]) / stds[j])
         return prob
+
+    def point_masses_allow(value: float, k: int) -> float:
+        """1 / (number of tied point masses incl. k) if none is above ``value``, else 0."""
+        others = means[point & (np.arange(means.shape[0]) != k)]
+        if np.any(others > value):
+            return 0.0
+        if not point[k]:
+            return 1.0  # a Gaussian draw equals a point mass with probability 0
+        return 1.0 / (1 + int(np.sum(others == value)))
 
     probs = np.empty(means.shape[0])
     for k in range(means.shape[0]):
         if point[k]:
-            probs[k] = others_below(means[k], k)
+            probs[k] = point_masses_allow(means[k], k) * gaussians_below(means[k], k)
             continue
-        integrand = lambda u, k=k: norm.pdf(u) * others_below(means[k] + stds[k] * u, k)  # noqa: E731
+
+        def integrand(u: float, k: int = k) -> float:
+            value = means[k] + stds[k] * u
+            return norm.pdf(u) * point_masses_allow(value, k) * gaussians_below(value, k)
+
         probs[k] = integrate.quad(integrand, -12.0, 12.0, epsabs=1e-10, limit=200)[0]
     total = probs.sum()
     return probs / total if total > 0 else np.full(means.shape[0], 1.0 / means.shape[0])

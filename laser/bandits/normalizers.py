@@ -70,6 +70,8 @@ class RunningZScore:
     """
 
     def __init__(self, clip: float | None = 5.0, eps: float = 1e-8) -> None:
+        if clip is not None and not clip > 0:
+            raise ValueError(f"clip must be > 0 or None, got {clip!r}")
         self.clip = clip
         self.eps = eps
         self.count = 0
@@ -144,5 +146,11 @@ class NormalizedBandit:
         return {"bandit": self.bandit.state_dict(), "normalizer": self.normalizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load both, or neither: a bad normaliser state restores the selector's old state."""
+        old = self.bandit.state_dict()
         self.bandit.load_state_dict(state["bandit"])
-        self.normalizer.load_state_dict(state["normalizer"])
+        try:
+            self.normalizer.load_state_dict(state["normalizer"])
+        except Exception:
+            self.bandit.load_state_dict(old)
+            raise

@@ -24,7 +24,9 @@ rank one; we fold it into the scalar delta instead (B stays exact for P = A - de
 P <- gamma*P + x x^T is rank one after a scalar rescale) and answer A^-1 v exactly by conjugate
 gradients preconditioned with B. While delta <= 0.5 * l2_lambda the preconditioned system has
 condition number <= 2 (eigenvalues of B A = I + delta P^-1 lie in [1, 2]), so CG needs a
-handful of O(d^2) iterations; past that, B is refreshed from A by one Cholesky inverse.
+handful of O(d^2) iterations; past that, B is refreshed from A by one Cholesky inverse, i.e.
+about every log(0.5)/log(gamma) ticks per arm (34 for gamma = 0.98). For gamma < 0.5 that is
+every tick, O(d^3) like the naive method: such short memories suit small d only.
 
 Numerical drift of the rank-one updates is guarded by checking the residual |P (B x) - x| / |x|
 every ``check_every`` updates and refreshing B from the exactly maintained A when it exceeds
@@ -44,9 +46,8 @@ from laser.bandits.base import check_positive, check_positive_int, check_unit_in
 # B is refreshed once the prior mass missing from it exceeds this share of l2_lambda; 0.5
 # bounds the preconditioned CG condition number by 2 (see module docstring).
 _REFRESH_RATIO = 0.5
-# Below this total decay factor an arm has forgotten everything: reset it to the prior
-# rather than divide B by a number near zero.
-_FORGET_ALL = 1e-12
+# Below this total decay factor, rebuild B from A rather than divide it by a number near zero.
+_TINY_DECAY = 1e-12
 _CG_RTOL = 1e-12
 _CG_MAX_ITER = 64
 # With gamma == 1, contexts are added to A in blocks of this many (one rank-m GEMM instead of
@@ -134,13 +135,13 @@ class RidgeArms:
         if steps == 0 or self.gamma == 1.0:
             return
         g = self.gamma**steps
-        if g < _FORGET_ALL:
-            fresh = self._prior_arm()
-            arm.A, arm.b, arm.B, arm.delta = fresh.A, fresh.b, fresh.B, 0.0
-            return
         eye_scale = (1.0 - g) * self.l2_lambda
+        self._flush(arm)
         arm.A.mul_(g).diagonal().add_(eye_scale)
         arm.b.mul_(g)
+        if g < _TINY_DECAY:
+            self._refresh(arm)  # B / g could overflow: rebuild from the (exact) A instead
+            return
         arm.B.div_(g)  # (g P)^-1
         arm.delta = g * arm.delta + eye_scale
         if arm.delta > _REFRESH_RATIO * self.l2_lambda:
@@ -203,12 +204,12 @@ class RidgeArms:
 
     def update(self, k: int, x: np.ndarray, reward: float) -> None:
         """Tick the clock, decay arm ``k`` to now, and add the observation (x, reward)."""
+        xt = self._tensor(x)  # may raise: do it before any state changes
         cached = self._cache
         self._cache = None
         self.t += 1
         arm = self.arms[k]
         self._sync(arm)
-        xt = self._tensor(x)
         # With gamma == 1 nothing touched B since predict(x): reuse its B x (saves a matvec).
         if cached is not None and self.gamma == 1.0 and np.array_equal(cached[0], x):
             Bx = cached[1][k]
@@ -232,7 +233,8 @@ class RidgeArms:
         Bx = arm.B @ xt
         residual = arm.A @ Bx - arm.delta * Bx - xt  # P (B x) - x, with P = A - delta I
         x_norm = torch.linalg.vector_norm(xt).item()
-        if x_norm > 0 and torch.linalg.vector_norm(residual).item() > self.drift_tol * x_norm:
+        error = torch.linalg.vector_norm(residual).item()
+        if x_norm > 0 and not error <= self.drift_tol * x_norm:  # `not <=` also catches NaN
             self._refresh(arm)
 
     def theta(self, k: int) -> np.ndarray:
