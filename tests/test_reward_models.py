@@ -1,0 +1,203 @@
+"""HFRewardModel and FunctionReward: correct scores, padding, own tokenizers, loading, errors."""
+
+import math
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
+
+from laser.models import char_tokenizer, tiny_gpt2_config
+from laser.rewards import (
+    FunctionReward,
+    HFRewardModel,
+    RewardModel,
+    RewardModelError,
+    reward_model_from_causal_lm,
+    score_checked,
+)
+from laser.rewards.toy import toy_preference_rows
+
+PROMPTS = ["word 1: ", "word 22: ", "w: ", "word 3: "]
+COMPLETIONS = ["abc", "hello there, a longer answer", "x", "aeiou aeiou"]
+
+
+def _manual_scores(model, tok, prompts, completions):
+    """One sequence at a time, no padding at all: the unambiguous reference."""
+    out = []
+    with torch.no_grad():
+        for p, c in zip(prompts, completions):
+            ids = tok(p + c + tok.eos_token, return_tensors="pt").input_ids
+            out.append(model(input_ids=ids).logits.item())
+    return torch.tensor(out)
+
+
+def test_scores_match_unpadded_reference_and_protocol(tiny_rm, char_tok):
+    rm = HFRewardModel(tiny_rm, char_tok, name="tiny", batch_size=3)
+    assert isinstance(rm, RewardModel)
+    scores = rm.score(PROMPTS, COMPLETIONS)
+    assert scores.shape == (4,) and scores.dtype == torch.float32 and scores.device.type == "cpu"
+    torch.testing.assert_close(
+        scores, _manual_scores(tiny_rm, char_tok, PROMPTS, COMPLETIONS), atol=1e-5, rtol=1e-5
+    )
+    assert rm.forward_samples == 4
+
+
+def test_left_and_right_padding_tokenizers_score_identically(tiny_rm):
+    left, right = char_tokenizer(), char_tokenizer()
+    left.padding_side, right.padding_side = "left", "right"
+    a = HFRewardModel(tiny_rm, left, batch_size=4).score(PROMPTS, COMPLETIONS)
+    b = HFRewardModel(tiny_rm, right, batch_size=4).score(PROMPTS, COMPLETIONS)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_batch_size_does_not_change_scores(tiny_rm, char_tok):
+    one = HFRewardModel(tiny_rm, char_tok, batch_size=1).score(PROMPTS, COMPLETIONS)
+    many = HFRewardModel(tiny_rm, char_tok, batch_size=16).score(PROMPTS, COMPLETIONS)
+    torch.testing.assert_close(one, many, atol=1e-5, rtol=1e-5)
+
+
+def _bpe_tokenizer():
+    """A word-piece-ish BPE tokenizer trained locally: a tokenizer unlike the policy's."""
+    backend = Tokenizer(models.BPE(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["[PAD]", "[EOS]", "[UNK]"])
+    corpus = [r["prompt"] + r["chosen"] + " " + r["rejected"] for r in toy_preference_rows(300)]
+    backend.train_from_iterator(corpus + COMPLETIONS, trainer)
+    from tokenizers import decoders
+
+    backend.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", eos_token="[EOS]", unk_token="[UNK]"
+    )
+
+
+def test_rm_with_its_own_tokenizer_differs_from_policy_and_scores_correctly(char_tok):
+    bpe = _bpe_tokenizer()
+    assert bpe("hello there").input_ids != char_tok("hello there").input_ids
+    torch.manual_seed(1)
+    model = AutoModelForSequenceClassification.from_config(
+        tiny_gpt2_config(bpe, n_layer=1, n_embd=32, n_positions=128)
+    ).eval()
+    rm = HFRewardModel(model, bpe, name="bpe-rm", batch_size=2)
+    torch.testing.assert_close(
+        rm.score(PROMPTS, COMPLETIONS),
+        _manual_scores(model, bpe, PROMPTS, COMPLETIONS),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_save_and_lazy_reload_round_trip(tiny_rm, char_tok, tmp_path):
+    tiny_rm.save_pretrained(tmp_path / "rm")
+    char_tok.save_pretrained(tmp_path / "rm")
+    assert (tmp_path / "rm" / "model.safetensors").exists()
+    lazy = HFRewardModel(tmp_path / "rm")
+    assert not lazy.loaded and lazy.name == "rm"
+    scores = lazy.score(PROMPTS, COMPLETIONS)
+    assert lazy.loaded
+    torch.testing.assert_close(scores, HFRewardModel(tiny_rm, char_tok).score(PROMPTS, COMPLETIONS))
+
+
+def test_offload_keeps_weights_on_cpu_between_calls(tiny_rm, char_tok):
+    rm = HFRewardModel(tiny_rm, char_tok, device="cpu", offload=True)
+    rm.score(PROMPTS[:1], COMPLETIONS[:1])
+    assert next(rm.model.parameters()).device.type == "cpu"
+
+
+def test_reward_model_from_causal_lm_reuses_the_transformer(char_tok, tmp_path):
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(tiny_gpt2_config(char_tok, n_layer=1, n_embd=32))
+    rm = reward_model_from_causal_lm(lm)
+    assert rm.config.num_labels == 1
+    for name, tensor in lm.transformer.state_dict().items():
+        torch.testing.assert_close(rm.transformer.state_dict()[name], tensor)
+    lm.save_pretrained(tmp_path / "sft")
+    from_path = reward_model_from_causal_lm(tmp_path / "sft")
+    torch.testing.assert_close(from_path.transformer.wte.weight, lm.transformer.wte.weight)
+    scores = HFRewardModel(rm, char_tok).score(PROMPTS, COMPLETIONS)
+    assert torch.isfinite(scores).all()
+
+
+def test_score_segments_are_prefix_scores(tiny_rm, char_tok):
+    rm = HFRewardModel(tiny_rm, char_tok)
+    segs = [["ab", "c"], ["hello ", "there, a longer", " answer"]]
+    comps = ["".join(s) for s in segs]
+    out = rm.score_segments(PROMPTS[:2], comps, segs)
+    assert [t.shape[0] for t in out] == [2, 3]
+    torch.testing.assert_close(out[1][1], rm.score([PROMPTS[1]], ["hello there, a longer"])[0])
+    torch.testing.assert_close(out[0][-1], rm.score([PROMPTS[0]], [comps[0]])[0])
+    with pytest.raises(RewardModelError, match="concatenate"):
+        rm.score_segments(["p"], ["abc"], [["ab", "x"]])
+
+
+def test_overlong_inputs_are_truncated_from_the_left_and_counted(tiny_rm, char_tok, caplog):
+    rm = HFRewardModel(tiny_rm, char_tok, max_length=16)
+    long_completion = "z" * 40 + "tail"
+    score = rm.score(["p: "], [long_completion])
+    ids = char_tok("p: " + long_completion + "<eos>").input_ids[-16:]
+    with torch.no_grad():
+        expected = tiny_rm(input_ids=torch.tensor([ids])).logits.item()
+    assert score.item() == pytest.approx(expected, abs=1e-5)
+    assert rm.truncated == 1 and "truncated 1 of 1" in caplog.text
+
+
+def test_num_labels_other_than_one_is_a_clear_error(char_tok):
+    model = AutoModelForSequenceClassification.from_config(
+        tiny_gpt2_config(char_tok, n_layer=1, n_embd=32, num_labels=2)
+    )
+    with pytest.raises(ValueError, match="num_labels=2"):
+        HFRewardModel(model, char_tok)
+
+
+def test_missing_path_and_corrupt_checkpoint(tmp_path, tiny_rm, char_tok):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        HFRewardModel(tmp_path / "nope")
+    tiny_rm.save_pretrained(tmp_path / "bad")
+    char_tok.save_pretrained(tmp_path / "bad")
+    (tmp_path / "bad" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(RewardModelError, match="could not load"):
+        HFRewardModel(tmp_path / "bad", name="bad").score(["a"], ["b"])
+
+
+def test_function_reward_uses_trl_signature_and_metadata():
+    def exact_match(prompts, completions, answer, **kwargs):
+        return [float(c.strip() == a) for c, a in zip(completions, answer)]
+
+    rm = FunctionReward(exact_match)
+    assert rm.name == "exact_match" and isinstance(rm, RewardModel)
+    scores = rm.score(["1+1=", "2+2="], ["2", "5"], answer=["2", "4"])
+    torch.testing.assert_close(scores, torch.tensor([1.0, 0.0]))
+    assert rm.forward_samples == 2
+
+
+@pytest.mark.parametrize(
+    "fn,message",
+    [
+        (lambda prompts, completions, **kw: [math.nan] * len(prompts), "non-finite"),
+        (lambda prompts, completions, **kw: [1.0], "returned 1 scores for 2"),
+        (lambda prompts, completions, **kw: [None, 1.0], "non-number at position 0"),
+        (lambda prompts, completions, **kw: 3.0, "expected a list"),
+    ],
+)
+def test_bad_rm_output_names_the_rm(fn, message):
+    with pytest.raises(RewardModelError, match=rf"'judge'.*{message}|{message}.*"):
+        score_checked(FunctionReward(fn, name="judge"), ["a", "b"], ["c", "d"])
+
+
+def test_rm_that_throws_is_wrapped_with_its_name():
+    def broken(prompts, completions, **kw):
+        raise KeyError("answer")
+
+    with pytest.raises(RewardModelError, match="'broken' raised KeyError") as info:
+        score_checked(FunctionReward(broken), ["a"], ["b"])
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_mismatched_batch_is_rejected(tiny_rm, char_tok):
+    with pytest.raises(RewardModelError, match="2 prompts but 1 completions"):
+        HFRewardModel(tiny_rm, char_tok, name="x").score(["a", "b"], ["c"])
