@@ -57,4 +57,9 @@ def tiny_gpt2_config(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         num_labels=num_labels,
+        # no dropout: RL compares log-probs of the same tokens across forward passes
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        summary_first_dropout=0.0,
     )

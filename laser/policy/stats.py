@@ -1,0 +1,44 @@
+"""What one policy update reports, under the fixed metric names."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class StepStats:
+    """Averages over the update's minibatches; ``train_loss`` is the loss of the first epoch
+    (before the policy moved much): the signal LASeR's bandit feedback uses (minus it).
+
+    ``skipped`` is True when there was nothing to learn from (DPO with no valid pair); then no
+    optimiser step was taken and the loss fields are None.
+    """
+
+    loss: float | None
+    pg_loss: float | None
+    value_loss: float | None
+    entropy: float | None
+    approx_kl: float | None
+    clipfrac: float | None
+    kl_ref: float  # mean per-sequence KL(pi || ref) of the rollout (k1, summed over tokens)
+    reward_mean: float
+    reward_std: float
+    train_loss: float | None
+    num_pairs: int = 0
+    skipped: bool = False
+
+    def metrics(self) -> dict[str, float]:
+        """``policy/*`` metrics (None fields are left out)."""
+        names = {
+            "loss": "policy/loss",
+            "pg_loss": "policy/pg_loss",
+            "value_loss": "policy/value_loss",
+            "entropy": "policy/entropy",
+            "approx_kl": "policy/approx_kl",
+            "clipfrac": "policy/clipfrac",
+            "kl_ref": "policy/kl_ref",
+        }
+        values = asdict(self)
+        return {
+            metric: float(values[key]) for key, metric in names.items() if values[key] is not None
+        }

@@ -1,0 +1,370 @@
+"""PolicyTrainer: one update of a Hugging Face causal LM from a rollout and the chosen RM's
+rewards, by PPO, the A2C actor loss, or iterative DPO (+ NLL on chosen).
+
+The reward model never appears here: ``update(rollout, rewards)`` takes its scores, so any
+RewardModel (one RM, a verifier, an ensemble) trains the policy the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from laser.policy.config import PolicyConfig
+from laser.policy.losses import (
+    a2c_actor_loss,
+    dpo_loss,
+    entropy,
+    gae,
+    kl_penalty,
+    masked_mean,
+    masked_whiten,
+    nll_loss,
+    ppo_clip_loss,
+    value_loss,
+)
+from laser.policy.pairs import make_pairs
+from laser.policy.rollout import Rollout, response_logits, sequence_logprobs, token_logprobs
+from laser.policy.stats import StepStats
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """RL needs the log-probs of the training forward to match the rollout's: no dropout."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[name]
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+def apply_lora(policy: nn.Module, cfg: PolicyConfig) -> nn.Module:
+    """Wrap ``policy`` with LoRA adapters (peft); only the adapters (and critic) train."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ImportError("policy.lora_r > 0 needs peft: pip install peft") from exc
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        task_type="CAUSAL_LM",
+        target_modules=list(cfg.lora_target_modules) if cfg.lora_target_modules else None,
+    )
+    return get_peft_model(policy, lora)
+
+
+class ValueCritic(nn.Module):
+    """V(s_t) for every response position: a linear head on the last hidden state, either of
+    the policy's own forward (``shared``) or of a separate copy of its trunk (``separate``)."""
+
+    def __init__(self, policy: nn.Module, separate: bool) -> None:
+        super().__init__()
+        config = policy.config.get_text_config()
+        self.head = nn.Linear(config.hidden_size, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.trunk = (
+            copy.deepcopy(policy.get_base_model() if hasattr(policy, "get_base_model") else policy)
+            if separate
+            else None
+        )
+
+    def values(self, policy_out, rollout_slice: tuple[torch.Tensor, ...], P: int) -> torch.Tensor:
+        """(B, R) values; ``policy_out`` must carry hidden states when the critic is shared."""
+        if self.trunk is None:
+            hidden = policy_out.hidden_states[-1]
+        else:
+            q, qm, r, rm = rollout_slice
+            _, out = response_logits(self.trunk, q, qm, r, rm, output_hidden_states=True)
+            hidden = out.hidden_states[-1]
+        return self.head(hidden[:, P - 1 : -1, :].float()).squeeze(-1)
+
+
+class PolicyTrainer:
+    """``update(rollout, rewards) -> StepStats`` for ``algo`` in ppo | a2c | dpo.
+
+    ``rewards``: (B,) sequence scores (placed at each response's last token) or, for PPO/A2C,
+    (B, R) dense per-token rewards such as segment scores at segment-end tokens (see
+    ``place_segment_rewards``). The reference model is frozen; with DPO and ``ref_sync`` it is
+    refreshed to the policy after every update (iterative DPO).
+    """
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        ref_policy: nn.Module,
+        tokenizer,
+        config: PolicyConfig | None = None,
+    ) -> None:
+        self.config = cfg = config or PolicyConfig()
+        torch.manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        disable_dropout(policy)
+        self.policy = apply_lora(policy, cfg) if cfg.lora_r > 0 else policy
+        self.ref_policy = ref_policy.eval()
+        self.ref_policy.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.device = next(self.policy.parameters()).device
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.critic = None
+        if cfg.algo in ("ppo", "a2c"):
+            self.critic = ValueCritic(self.policy, separate=cfg.critic == "separate")
+            self.critic.to(self.device)
+            params += list(self.critic.parameters())
+        self.optimizer = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
+        self.updates = 0
+
+    # ------------------------------------------------------------------------ checks
+    def _check(self, rollout: Rollout, rewards: torch.Tensor) -> torch.Tensor:
+        B = rollout.batch_size
+        if B == 0:
+            raise ValueError("empty rollout: nothing to update on")
+        rewards = torch.as_tensor(rewards, dtype=torch.float32)
+        dense_ok = self.config.algo != "dpo" and rewards.shape == rollout.response_ids.shape
+        if rewards.shape != (B,) and not dense_ok:
+            raise ValueError(
+                f"rewards have shape {tuple(rewards.shape)}; expected ({B},) or, for "
+                f"PPO/A2C, dense {tuple(rollout.response_ids.shape)}"
+            )
+        if not torch.isfinite(rewards).all():
+            bad = (~torch.isfinite(rewards)).nonzero()[0].tolist()
+            raise ValueError(f"rewards contain NaN/inf (first at {bad}); no update was made")
+        return rewards.to(self.device)
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.max_grad_norm:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        self.optimizer.step()
+
+    def _minibatches(self, n: int, num: int) -> list[torch.Tensor]:
+        order = torch.randperm(n, generator=self.generator)
+        return [chunk for chunk in torch.chunk(order, min(num, n)) if len(chunk)]
+
+    # ------------------------------------------------------------------------ update
+    def update(self, rollout: Rollout, rewards: torch.Tensor) -> StepStats:
+        rewards = self._check(rollout, rewards)
+        seq_rewards = rewards if rewards.ndim == 1 else rewards.sum(-1)
+        kl_ref = ((rollout.logprobs - rollout.ref_logprobs) * rollout.response_mask).sum(-1)
+        common = dict(
+            kl_ref=kl_ref.mean().item(),
+            reward_mean=seq_rewards.mean().item(),
+            reward_std=seq_rewards.std(unbiased=False).item(),
+        )
+        self.policy.train()
+        if self.config.algo == "dpo":
+            stats = self._update_dpo(rollout, rewards, common)
+        else:
+            stats = self._update_actor_critic(rollout, rewards, common)
+        self.updates += 0 if stats.skipped else 1
+        return stats
+
+    def _token_rewards(self, rollout: Rollout, rewards: torch.Tensor) -> torch.Tensor:
+        """Per-token reward: -kl_coef * KL(pi||ref) everywhere, plus the RM's score at the last
+        response token (or the dense rewards where given)."""
+        mask = rollout.response_mask.float()
+        kl = kl_penalty(rollout.logprobs, rollout.ref_logprobs, self.config.kl_estimator)
+        token_rewards = -self.config.kl_coef * kl * mask
+        if rewards.ndim == 2:
+            return token_rewards + rewards * mask
+        last = (mask.sum(-1).long() - 1).clamp_min(0)
+        token_rewards[torch.arange(len(last)), last] += rewards
+        return token_rewards
+
+    def _update_actor_critic(
+        self, rollout: Rollout, rewards: torch.Tensor, common: dict
+    ) -> StepStats:
+        cfg, ppo = self.config, self.config.algo == "ppo"
+        q, qm, r, rm = (
+            rollout.query_ids,
+            rollout.query_mask,
+            rollout.response_ids,
+            rollout.response_mask,
+        )
+        mask, P = rm.float(), q.shape[1]
+        shared = self.critic.trunk is None
+        with torch.no_grad():
+            _, out = response_logits(
+                self.policy, q, qm, r, rm, rollout.temperature, output_hidden_states=shared
+            )
+            old_values = self.critic.values(out, (q, qm, r, rm), P) * mask
+            advantages, returns = gae(
+                self._token_rewards(rollout, rewards), old_values, mask, cfg.gamma, cfg.gae_lambda
+            )
+            if cfg.whiten_advantages:
+                advantages = masked_whiten(advantages, mask)
+        totals: dict[str, float] = {}
+        first_epoch_losses: list[float] = []
+        epochs = cfg.ppo_epochs if ppo else 1
+        count = 0
+        for epoch in range(epochs):
+            for idx in self._minibatches(rollout.batch_size, cfg.num_minibatches):
+                sl = (q[idx], qm[idx], r[idx], rm[idx])
+                logits, out = response_logits(
+                    self.policy, *sl, rollout.temperature, output_hidden_states=shared
+                )
+                logprobs = token_logprobs(logits, r[idx])
+                values = self.critic.values(out, sl, P)
+                m = mask[idx]
+                if ppo:
+                    pg, clipfrac, approx_kl = ppo_clip_loss(
+                        logprobs, rollout.logprobs[idx], advantages[idx], m, cfg.clip_coef
+                    )
+                    v_loss = value_loss(values, old_values[idx], returns[idx], m, cfg.vf_clip)
+                else:
+                    pg = a2c_actor_loss(logprobs, advantages[idx], m)
+                    v_loss = value_loss(values, old_values[idx], returns[idx], m, None)
+                    with torch.no_grad():
+                        log_ratio = logprobs - rollout.logprobs[idx]
+                        approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, m)
+                        clipfrac = torch.zeros(())
+                ent = entropy(logits, m)
+                loss = pg + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+                self._step(loss)
+                if epoch == 0:
+                    first_epoch_losses.append(loss.item())
+                for key, value in (
+                    ("loss", loss),
+                    ("pg_loss", pg),
+                    ("value_loss", v_loss),
+                    ("entropy", ent),
+                    ("approx_kl", approx_kl),
+                    ("clipfrac", clipfrac),
+                ):
+                    totals[key] = totals.get(key, 0.0) + float(value.item())
+                count += 1
+        means = {k: v / count for k, v in totals.items()}
+        return StepStats(
+            **means, **common, train_loss=sum(first_epoch_losses) / len(first_epoch_losses)
+        )
+
+    def _update_dpo(self, rollout: Rollout, rewards: torch.Tensor, common: dict) -> StepStats:
+        cfg = self.config
+        pairs = make_pairs(rollout.group, rewards.cpu(), cfg.pair_scheme, cfg.max_pairs)
+        if not pairs:
+            return StepStats(
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                **common,
+                train_loss=None,
+                num_pairs=0,
+                skipped=True,
+            )
+        q, qm, r, rm = (
+            rollout.query_ids,
+            rollout.query_mask,
+            rollout.response_ids,
+            rollout.response_mask,
+        )
+        # DPO compares model likelihoods: temperature 1, whatever the sampling temperature
+        ref = (
+            rollout.ref_logprobs
+            if rollout.temperature == 1.0
+            else sequence_logprobs(self.ref_policy, q, qm, r, rm, 1.0)
+        )
+        ref_seq = (ref * rm).sum(-1)
+        chosen = torch.tensor([c for c, _ in pairs])
+        rejected = torch.tensor([j for _, j in pairs])
+        totals = {"loss": 0.0, "pg_loss": 0.0, "nll": 0.0, "entropy": 0.0}
+        first_epoch_losses, count = [], 0
+        for epoch in range(cfg.dpo_epochs):
+            for idx in self._minibatches(len(pairs), cfg.num_minibatches):
+                both = torch.cat([chosen[idx], rejected[idx]])
+                logits, _ = response_logits(self.policy, q[both], qm[both], r[both], rm[both])
+                logprobs = token_logprobs(logits, r[both]) * rm[both]
+                seq = logprobs.sum(-1)
+                k = len(idx)
+                pref = dpo_loss(
+                    seq[:k],
+                    seq[k:],
+                    ref_seq[chosen[idx]],
+                    ref_seq[rejected[idx]],
+                    cfg.beta,
+                    cfg.dpo_loss,
+                )
+                nll = nll_loss(logprobs[:k], rm[chosen[idx]])
+                loss = pref + cfg.nll_coef * nll
+                self._step(loss)
+                if epoch == 0:
+                    first_epoch_losses.append(loss.item())
+                totals["loss"] += loss.item()
+                totals["pg_loss"] += pref.item()
+                totals["entropy"] += entropy(logits.detach(), rm[both]).item()
+                count += 1
+        if cfg.ref_sync:
+            self.sync_reference()
+        return StepStats(
+            loss=totals["loss"] / count,
+            pg_loss=totals["pg_loss"] / count,
+            value_loss=None,
+            entropy=totals["entropy"] / count,
+            approx_kl=None,
+            clipfrac=None,
+            **common,
+            train_loss=sum(first_epoch_losses) / len(first_epoch_losses),
+            num_pairs=len(pairs),
+        )
+
+    def sync_reference(self) -> None:
+        """Copy the policy's weights into the reference (iterative DPO's ref refresh)."""
+        source = self.policy
+        if hasattr(source, "merge_and_unload"):  # LoRA: the reference gets the merged weights
+            source = copy.deepcopy(source).merge_and_unload()
+        self.ref_policy.load_state_dict(source.state_dict())
+
+    # --------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "policy": self.policy.state_dict(),
+            "ref_policy": self.ref_policy.state_dict(),
+            "critic": None if self.critic is None else self.critic.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.ref_policy.load_state_dict(state["ref_policy"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.updates = int(state["updates"])
+
+
+def place_segment_rewards(
+    rollout: Rollout, tokenizer, segment_ends: list[list[int]], segment_scores: list[torch.Tensor]
+) -> torch.Tensor:
+    """Dense (B, R) rewards: each segment's score at the token where the segment ends.
+
+    ``segment_ends[i]`` are character offsets (exclusive) into ``rollout.completions[i]``;
+    the score goes to the first response token whose decoded prefix reaches that offset.
+    """
+    B, R = rollout.response_ids.shape
+    dense = torch.zeros(B, R)
+    for i in range(B):
+        if len(segment_ends[i]) != len(segment_scores[i]):
+            raise ValueError(
+                f"sample {i}: {len(segment_ends[i])} segment ends but "
+                f"{len(segment_scores[i])} scores"
+            )
+        length = int(rollout.response_mask[i].sum())
+        ids = rollout.response_ids[i, :length].tolist()
+        prefix_lengths = [
+            len(tokenizer.decode(ids[: t + 1], skip_special_tokens=True)) for t in range(length)
+        ]
+        for end, score in zip(segment_ends[i], segment_scores[i]):
+            t = next((t for t, n in enumerate(prefix_lengths) if n >= end), length - 1)
+            dense[i, max(t, 0)] += float(score)
+    return dense

@@ -1,0 +1,208 @@
+"""Rollouts and PolicyTrainer on a tiny GPT-2 with a rule reward: learning, reference, errors."""
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from laser.models import char_tokenizer, tiny_gpt2_config
+from laser.policy import (
+    PolicyConfig,
+    PolicyTrainer,
+    generate_rollout,
+    place_segment_rewards,
+    sequence_logprobs,
+)
+
+PROMPTS = ["go: ", "run: ", "do: ", "x: "]
+
+
+@pytest.fixture
+def tok():
+    return char_tokenizer("abcdefgh :")
+
+
+def _policy(tok, seed=0):
+    torch.manual_seed(seed)
+    cfg = tiny_gpt2_config(tok, n_layer=1, n_head=2, n_embd=32, n_positions=64)
+    return AutoModelForCausalLM.from_config(cfg)
+
+
+def share_of_a(completions):
+    return torch.tensor([sum(ch == "a" for ch in c) / max(len(c), 1) for c in completions])
+
+
+def _train(tok, algo, steps=25, **overrides):
+    policy = _policy(tok)
+    cfg = PolicyConfig(algo=algo, lr=3e-3, kl_coef=0.0, ppo_epochs=2, **overrides)
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, cfg)
+    means = []
+    for step in range(steps):
+        ro = generate_rollout(
+            trainer.policy,
+            trainer.ref_policy,
+            tok,
+            PROMPTS,
+            n=8,
+            max_new_tokens=8,
+            generator_seed=step,
+        )
+        rewards = share_of_a(ro.completions)
+        trainer.update(ro, rewards)
+        means.append(rewards.mean().item())
+    return trainer, means
+
+
+@pytest.mark.parametrize(
+    "algo,critic", [("ppo", "shared"), ("ppo", "separate"), ("a2c", "shared"), ("dpo", "shared")]
+)
+def test_mean_reward_clearly_rises(tok, algo, critic):
+    _, means = _train(tok, algo, critic=critic)
+    start, end = sum(means[:3]) / 3, sum(means[-3:]) / 3
+    assert start < 0.15  # a random char policy emits 'a' about 1 time in 12
+    assert end > start + 0.3, means
+
+
+def test_reference_parameters_never_change(tok):
+    for algo, sync in (("ppo", True), ("a2c", True), ("dpo", False)):
+        policy = _policy(tok)
+        ref = copy.deepcopy(policy)
+        frozen = {k: v.clone() for k, v in ref.state_dict().items()}
+        trainer = PolicyTrainer(policy, ref, tok, PolicyConfig(algo=algo, lr=1e-2, ref_sync=sync))
+        for step in range(3):
+            ro = generate_rollout(
+                policy, ref, tok, PROMPTS, n=4, max_new_tokens=6, generator_seed=step
+            )
+            trainer.update(ro, share_of_a(ro.completions) + torch.arange(16) * 0.01)
+        assert all(torch.equal(frozen[k], v) for k, v in ref.state_dict().items()), algo
+        assert not all(torch.equal(frozen[k], v) for k, v in policy.state_dict().items())
+
+
+def test_iterative_dpo_syncs_reference_each_update(tok):
+    trainer, _ = _train(tok, "dpo", steps=2)
+    for (name, p), q in zip(
+        trainer.policy.state_dict().items(), trainer.ref_policy.state_dict().values()
+    ):
+        assert torch.equal(p, q), name
+
+
+def test_dpo_with_all_equal_scores_takes_no_step(tok):
+    policy = _policy(tok)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, PolicyConfig(algo="dpo"))
+    ro = generate_rollout(policy, trainer.ref_policy, tok, PROMPTS, n=3, max_new_tokens=4)
+    stats = trainer.update(ro, torch.ones(12))
+    assert stats.skipped and stats.num_pairs == 0 and stats.train_loss is None
+    assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dpo"])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (torch.ones(5), "expected"),
+        (torch.tensor([float("nan")] * 8), "NaN"),
+        (torch.ones(8, 99), "expected"),
+    ],
+)
+def test_bad_rewards_raise_and_take_no_step(tok, algo, bad, message):
+    policy = _policy(tok)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, PolicyConfig(algo=algo))
+    ro = generate_rollout(policy, trainer.ref_policy, tok, PROMPTS[:2], n=4, max_new_tokens=4)
+    with pytest.raises(ValueError, match=message):
+        trainer.update(ro, bad)
+    assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())
+    assert not trainer.optimizer.state  # no optimiser step was taken
+
+
+def test_empty_inputs_are_rejected(tok):
+    policy = _policy(tok)
+    with pytest.raises(ValueError, match="at least one prompt"):
+        generate_rollout(policy, policy, tok, [], n=2)
+    with pytest.raises(ValueError, match="policy.algo"):
+        PolicyConfig(algo="reinforce")
+
+
+def test_rollout_layout_eos_and_padding_invariance(tok):
+    policy = _policy(tok)
+    ro = generate_rollout(
+        policy,
+        policy,
+        tok,
+        ["a: ", "longer prompt: "],
+        n=3,
+        max_new_tokens=10,
+        metadata={"answer": ["1", "2"]},
+        generator_seed=0,
+    )
+    assert ro.group.tolist() == [0, 0, 0, 1, 1, 1] and ro.metadata["answer"][3] == "2"
+    assert ro.prompts[4] == "longer prompt: "
+    eos = tok.eos_token_id
+    for ids, mask in zip(ro.response_ids, ro.response_mask):
+        real = ids[mask.bool()]
+        assert eos not in real[:-1].tolist()  # nothing generated after the first EOS
+    # log-probs of a left-padded sample equal those of the same sample alone (no padding)
+    i = 0  # the short prompt is left-padded
+    alone_q = ro.query_ids[i : i + 1, ro.query_mask[i].bool()]
+    alone = sequence_logprobs(
+        policy,
+        alone_q,
+        torch.ones_like(alone_q),
+        ro.response_ids[i : i + 1],
+        ro.response_mask[i : i + 1],
+    )
+    torch.testing.assert_close(alone[0], ro.logprobs[i], atol=1e-5, rtol=1e-5)
+
+
+def test_dense_segment_rewards_reach_ppo(tok):
+    policy = _policy(tok)
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, PolicyConfig(algo="ppo"))
+    ro = generate_rollout(
+        policy, trainer.ref_policy, tok, PROMPTS[:1], n=2, max_new_tokens=8, generator_seed=1
+    )
+    ends = [[2, len(c)] if len(c) > 2 else [len(c)] for c in ro.completions]
+    scores = [torch.tensor([0.5, 1.0])[: len(e)] for e in ends]
+    dense = place_segment_rewards(ro, tok, ends, scores)
+    special = set(tok.all_special_ids)
+    for i, e in enumerate(ends):  # char tokenizer: count printed characters token by token
+        ids = ro.response_ids[i][ro.response_mask[i].bool()].tolist()
+        printed = [sum(t not in special for t in ids[: k + 1]) for k in range(len(ids))]
+        for end, score in zip(e, scores[i]):
+            token = next((k for k, n in enumerate(printed) if n >= end), len(ids) - 1)
+            assert dense[i, token] == pytest.approx(float(score))
+    stats = trainer.update(ro, dense)
+    assert stats.reward_mean == pytest.approx(dense.sum(-1).mean().item())
+
+
+def test_trainer_state_round_trip(tok):
+    trainer, _ = _train(tok, "ppo", steps=2)
+    twin, _ = _train(tok, "ppo", steps=1)
+    twin.load_state_dict(trainer.state_dict())
+    ro = generate_rollout(
+        trainer.policy, trainer.ref_policy, tok, PROMPTS, n=2, max_new_tokens=5, generator_seed=9
+    )
+    rewards = share_of_a(ro.completions)
+    a, b = trainer.update(ro, rewards), twin.update(ro, rewards)
+    assert a.train_loss == pytest.approx(b.train_loss, abs=1e-6)
+
+
+def test_lora_through_peft(tok):
+    pytest.importorskip("peft")
+    policy = _policy(tok)
+    cfg = PolicyConfig(algo="dpo", lr=1e-2, lora_r=4, lora_target_modules=("c_attn",))
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, cfg)
+    trainable = [n for n, p in trainer.policy.named_parameters() if p.requires_grad]
+    assert trainable and all("lora" in n for n in trainable)
+    ro = generate_rollout(trainer.policy, trainer.ref_policy, tok, PROMPTS, n=4, max_new_tokens=6)
+    stats = trainer.update(ro, share_of_a(ro.completions) + torch.arange(16) * 0.01)
+    assert stats.num_pairs > 0 and stats.train_loss is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_update(tok):
+    policy = _policy(tok).cuda()
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, PolicyConfig(algo="ppo"))
+    ro = generate_rollout(policy, trainer.ref_policy, tok, PROMPTS, n=2, max_new_tokens=5)
+    assert trainer.update(ro, share_of_a(ro.completions)).train_loss is not None
