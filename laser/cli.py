@@ -7,6 +7,7 @@ dataclasses here and plain objects are passed on.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -15,8 +16,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from laser.rewards.config import TrainRMConfig
 
-# conf/ sits beside the package in a source checkout (pip install -e .)
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+def conf_dir() -> str:
+    """conf/ of a source checkout (``pip install -e .``), or $LASER_CONF_DIR."""
+    path = Path(os.environ.get("LASER_CONF_DIR") or Path(__file__).resolve().parent.parent / "conf")
+    if not (path / "train_rm.yaml").exists():
+        raise SystemExit(
+            f"LASER's Hydra configs were not found at {path}: install from a source "
+            "checkout (pip install -e .) or set LASER_CONF_DIR to its conf/ folder"
+        )
+    return str(path)
+
+
+CONF_DIR = conf_dir()
 log = logging.getLogger("laser")
 
 
@@ -37,12 +49,12 @@ def train_rm(cfg: DictConfig) -> None:
         metrics = run_train_rm(config, logger)
     finally:
         logger.close()
-    acc = metrics.get("eval_accuracy")
-    summary = (
-        f"eval pairwise accuracy {acc:.4f}"
-        if acc is not None
-        else (f"eval loss {metrics['eval_loss']:.4f}")
-    )
+    if "eval_accuracy" in metrics:
+        summary = f"eval pairwise accuracy {metrics['eval_accuracy']:.4f}"
+    elif "eval_loss" in metrics:
+        summary = f"eval loss {metrics['eval_loss']:.4f}"
+    else:
+        summary = "no eval example (all dropped)"
     print(
         f"saved reward model to {config.output_dir}: {summary}, "
         f"train loss {metrics['loss']:.4f}, {metrics['time_s']:.1f} s"

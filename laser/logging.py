@@ -40,12 +40,15 @@ def _plain(value: Any) -> Any:
 
 
 class JsonlLogger:
-    """Appends ``{"step": step, **metrics}`` as one line per call to ``path``."""
+    """Writes ``{"step": step, **metrics}`` as one line per call to ``path``.
 
-    def __init__(self, path: str | Path) -> None:
+    A new run starts the file afresh (``append=False``); a resumed run appends to it.
+    """
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = self.path.open("a" if append else "w", encoding="utf-8")
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}

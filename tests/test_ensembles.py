@@ -91,3 +91,14 @@ def test_ensemble_errors():
     bad = FunctionReward(lambda prompts, completions, **kw: [float("inf")] * len(prompts), "bad")
     with pytest.raises(RewardModelError, match="'bad'"):
         MeanEnsemble([fixed("a", [1.0, 2.0, 3.0]), bad]).score(P, C)
+
+
+def test_ensemble_rejects_mismatched_batches_and_counts_partial_work():
+    ens = MeanEnsemble([fixed("a", [1.0, 2.0]), fixed("b", [1.0, 2.0])])
+    with pytest.raises(RewardModelError, match="0 prompts but 2 completions"):
+        ens.score([], ["x", "y"])
+    bad = FunctionReward(lambda prompts, completions, **kw: [float("nan")] * len(prompts), "bad")
+    partial = MeanEnsemble([fixed("a", [1.0, 2.0]), bad])
+    with pytest.raises(RewardModelError):
+        partial.score(["p", "p"], ["x", "y"])
+    assert partial.forward_samples == 4  # "a" ran and "bad" ran: both cost compute

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -103,10 +104,21 @@ def test_save_and_lazy_reload_round_trip(tiny_rm, char_tok, tmp_path):
     torch.testing.assert_close(scores, HFRewardModel(tiny_rm, char_tok).score(PROMPTS, COMPLETIONS))
 
 
-def test_offload_keeps_weights_on_cpu_between_calls(tiny_rm, char_tok):
+def test_offload_moves_weights_to_the_device_then_back(tiny_rm, char_tok, monkeypatch):
+    moves = []
+    original = type(tiny_rm).to
+
+    def spy(self, *args, **kwargs):
+        moves.append(str(args[0]) if args else str(kwargs))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tiny_rm), "to", spy)
     rm = HFRewardModel(tiny_rm, char_tok, device="cpu", offload=True)
     rm.score(PROMPTS[:1], COMPLETIONS[:1])
-    assert next(rm.model.parameters()).device.type == "cpu"
+    assert moves == ["cpu", "cpu"]  # to the scoring device, then parked
+    moves.clear()
+    HFRewardModel(tiny_rm, char_tok, device="cpu").score(PROMPTS[:1], COMPLETIONS[:1])
+    assert moves == ["cpu"]  # without offload it stays where it scored
 
 
 def test_reward_model_from_causal_lm_reuses_the_transformer(char_tok, tmp_path):
@@ -185,8 +197,65 @@ def test_function_reward_uses_trl_signature_and_metadata():
     ],
 )
 def test_bad_rm_output_names_the_rm(fn, message):
-    with pytest.raises(RewardModelError, match=rf"'judge'.*{message}|{message}.*"):
+    with pytest.raises(RewardModelError, match=rf"reward model 'judge'.*{message}"):
         score_checked(FunctionReward(fn, name="judge"), ["a", "b"], ["c", "d"])
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        np.array([1.0, 2.0], dtype=np.float32),
+        np.array([1, 2]),
+        [torch.tensor(1.0), np.float64(2.0)],
+        torch.tensor([[1.0], [2.0]]),
+    ],
+)
+def test_any_numeric_scores_are_accepted(out):
+    rm = FunctionReward(lambda prompts, completions, **kw: out, "numeric")
+    torch.testing.assert_close(score_checked(rm, ["a", "b"], ["c", "d"]), torch.tensor([1.0, 2.0]))
+
+
+def test_scores_work_in_autograd_and_in_place(tiny_rm, char_tok):
+    rewards = HFRewardModel(tiny_rm, char_tok).score(PROMPTS, COMPLETIONS)
+    original = rewards.clone()
+    logp = torch.zeros(4, requires_grad=True)
+    (logp * rewards).sum().backward()  # the scores are saved for backward
+    torch.testing.assert_close(logp.grad, original)
+    rewards -= rewards.mean()  # whitening in place must work too
+    assert abs(rewards.mean().item()) < 1e-6
+
+
+def test_checkpoint_without_a_score_head_is_refused(char_tok, tmp_path):
+    lm = AutoModelForCausalLM.from_config(tiny_gpt2_config(char_tok, n_layer=1, n_embd=32))
+    lm.save_pretrained(tmp_path / "lm")
+    char_tok.save_pretrained(tmp_path / "lm")
+    with pytest.raises(RewardModelError, match="lacks weights.*score"):
+        HFRewardModel(tmp_path / "lm", name="lm").score(["a"], ["b"])
+
+
+def test_tokenizer_and_trained_pad_id_are_left_alone(tiny_rm, char_tok):
+    tok = char_tokenizer()
+    tok.pad_token = None  # a tokenizer without pad token, like GPT-2's
+    rm = HFRewardModel(tiny_rm, tok)
+    scores = rm.score(PROMPTS, COMPLETIONS)
+    assert tok.pad_token is None and tiny_rm.config.pad_token_id == char_tok.pad_token_id
+    torch.testing.assert_close(scores, HFRewardModel(tiny_rm, char_tok).score(PROMPTS, COMPLETIONS))
+
+
+def test_chat_template_tokens_match_apply_chat_template(tiny_rm):
+    tok = char_tokenizer()
+    tok.chat_template = (
+        "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    )
+    rm = HFRewardModel(tiny_rm, tok, chat_template=True)
+    got = rm.score(["hi"], ["yo"])
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    ids = tok.apply_chat_template(messages, tokenize=True)
+    ids = ids["input_ids"] if not isinstance(ids, list) else ids
+    assert ids.count(tok.bos_token_id) == 1
+    with torch.no_grad():
+        expected = tiny_rm(input_ids=torch.tensor([ids])).logits.item()
+    assert got.item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_rm_that_throws_is_wrapped_with_its_name():

@@ -196,3 +196,25 @@ def test_rm_trained_by_trl_reward_trainer_scores_the_same_way(char_tok, tmp_path
             trl_score = model(input_ids=ids).logits.item()
         ours = rm.score([rows[i]["prompt"]], [rows[i]["chosen"]]).item()
         assert ours == pytest.approx(trl_score, abs=1e-5)
+
+
+@pytest.mark.parametrize("margin", ["abc", [1.0], None])
+def test_unusable_margins_name_the_row(margin):
+    rows = toy_preference_rows(3)
+    rows[2]["margin"] = margin
+    rows[0]["margin"] = rows[1]["margin"] = 1.0
+    with pytest.raises(ValueError, match=r"'margin'.* row\(?s?\)? 2"):
+        preference_pairs(rows)
+
+
+def test_eval_set_that_is_entirely_too_long_is_reported(char_tok):
+    evals = [dict(r, chosen="a" * 200) for r in toy_preference_rows(4)]
+    metrics = train_reward_model(
+        _fresh(char_tok),
+        char_tok,
+        toy_preference_rows(8),
+        eval_dataset=evals,
+        overlong="drop",
+        **dict(TRAIN, epochs=1),
+    )
+    assert metrics["eval_examples"] == 0 and "eval_accuracy" not in metrics

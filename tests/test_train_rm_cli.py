@@ -97,3 +97,22 @@ def test_wrong_config_values_fail_early():
     unknown = OmegaConf.merge(cfg, {"learning_rate": 0.1})
     with pytest.raises(Exception, match="learning_rate"):
         to_train_rm_config(unknown)
+
+
+def test_missing_conf_dir_is_a_clear_error(tmp_path, monkeypatch):
+    from laser import cli
+
+    monkeypatch.setenv("LASER_CONF_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match="LASER_CONF_DIR"):
+        cli.conf_dir()
+
+
+def test_jsonl_logger_starts_fresh_unless_resuming(tmp_path):
+    from laser.logging import JsonlLogger
+
+    for append, expected in ((False, 1), (False, 1), (True, 2)):
+        logger = JsonlLogger(tmp_path / "m.jsonl", append=append)
+        logger.log({"rm_train/loss": float("nan")}, step=1)
+        logger.close()
+        lines = (tmp_path / "m.jsonl").read_text().splitlines()
+        assert len(lines) == expected and json.loads(lines[0])["rm_train/loss"] == "nan"

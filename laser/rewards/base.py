@@ -6,9 +6,11 @@ picks it, so a broken RM must fail loudly with its name, not poison a policy upd
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 
@@ -47,6 +49,17 @@ def check_batch(name: str, prompts: Sequence[str], completions: Sequence[str]) -
                 )
 
 
+def _as_float(name: str, position: int, value: Any) -> float:
+    """A real number of any numeric type (int, float, numpy scalar, 0-d tensor), else error."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+        raise RewardModelError(
+            f"reward model {name!r} returned a non-number at position {position}: {value!r}"
+        )
+    return float(value)
+
+
 def check_scores(name: str, scores: Any, expected: int) -> torch.Tensor:
     """Return ``scores`` as a (B,) float32 CPU tensor, or raise RewardModelError naming the RM."""
     if isinstance(scores, torch.Tensor):
@@ -59,14 +72,9 @@ def check_scores(name: str, scores: Any, expected: int) -> torch.Tensor:
                 f"reward model {name!r} returned {type(scores).__name__}, expected a list of "
                 "floats or a tensor"
             ) from None
-        bad = [
-            i for i, v in enumerate(raw) if not isinstance(v, (int, float)) or isinstance(v, bool)
-        ]
-        if bad:
-            raise RewardModelError(
-                f"reward model {name!r} returned a non-number at position {bad[0]}: {raw[bad[0]]!r}"
-            )
-        values = torch.tensor(raw, dtype=torch.float32)
+        values = torch.tensor(
+            [_as_float(name, i, v) for i, v in enumerate(raw)], dtype=torch.float32
+        )
     if values.numel() != expected:
         raise RewardModelError(
             f"reward model {name!r} returned {values.numel()} scores for {expected} samples"

@@ -61,17 +61,44 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _type_name(value: Any) -> str:
+    return (
+        "number"
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else (type(value).__name__)
+    )
+
+
+def _from_list(rows: list[dict[str, Any]], origin: str) -> datasets.Dataset:
+    """Dataset.from_list, but a column whose type changes between rows is reported by row."""
+    try:
+        return datasets.Dataset.from_list(rows)
+    except Exception as exc:  # pyarrow's type errors name a value, not a row
+        first: dict[str, str] = {}
+        for i, row in enumerate(rows):
+            for col, value in row.items():
+                if value is None:
+                    continue
+                kind = first.setdefault(col, _type_name(value))
+                if _type_name(value) != kind:
+                    raise ValueError(
+                        f"{origin}: column {col!r} in row {i} is {_type_name(value)} "
+                        f"({value!r}) but {kind} in earlier rows"
+                    ) from exc
+        raise ValueError(f"{origin}: could not build a table from the rows: {exc}") from exc
+
+
 def load_rows(source: Any, split: str = "train") -> datasets.Dataset:
     """Load a data source (Dataset, list of dicts, local file, hub id) as a Dataset."""
     if isinstance(source, datasets.Dataset):
         return source
     if isinstance(source, list):
-        return datasets.Dataset.from_list(source)
+        return _from_list(source, "data")
     path = Path(str(source)).expanduser()
     if path.exists():
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
-            return datasets.Dataset.from_list(_read_jsonl(path))
+            return _from_list(_read_jsonl(path), str(path))
         builders = {".json": "json", ".parquet": "parquet", ".csv": "csv"}
         if suffix not in builders:
             raise ValueError(
@@ -104,6 +131,13 @@ def _first(indices: list[int]) -> str:
     return head + (f" and {len(indices) - _SHOW} more" if len(indices) > _SHOW else "")
 
 
+def _margin(value: Any) -> float | None:
+    """A finite float, or None for anything else (missing, text, lists, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def preference_pairs(source: Any) -> list[PreferencePair]:
     """Validated preference pairs. Empty or non-string texts and bad margins raise ValueError."""
     ds = load_rows(source)
@@ -123,9 +157,9 @@ def preference_pairs(source: Any) -> list[PreferencePair]:
                 problems.setdefault(f"non-string {col!r}", []).append(i)
             elif col != "prompt" and not value.strip():
                 problems.setdefault(f"empty {col!r}", []).append(i)
-        margin = row["margin"] if has_margin else None
-        if has_margin and (margin is None or not math.isfinite(float(margin))):
-            problems.setdefault("missing or non-finite 'margin'", []).append(i)
+        margin = _margin(row["margin"]) if has_margin else None
+        if has_margin and margin is None:
+            problems.setdefault("missing, non-numeric or non-finite 'margin'", []).append(i)
         if not any(i in rows for rows in problems.values()):
             pairs.append(
                 PreferencePair(
@@ -210,14 +244,18 @@ class Encoded:
 
 
 def encode(
-    tokenizer: Any, texts: list[str], max_length: int, overlong: str = "truncate"
+    tokenizer: Any,
+    texts: list[str],
+    max_length: int,
+    overlong: str = "truncate",
+    add_special_tokens: bool = True,
 ) -> Encoded:
     """Tokenise; sequences over ``max_length`` are truncated from the LEFT (the RM reads its
     score at the last token, so the end must survive) or dropped (``overlong="drop"``)."""
     if overlong not in ("truncate", "drop"):
         raise ValueError(f"overlong must be 'truncate' or 'drop', got {overlong!r}")
     out = Encoded(ids=[], kept=[])
-    for i, ids in enumerate(tokenizer(texts, add_special_tokens=True)["input_ids"]):
+    for i, ids in enumerate(tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]):
         if len(ids) > max_length:
             if overlong == "drop":
                 out.dropped += 1

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from laser.rewards.base import RewardModel, score_checked
+from laser.rewards.base import RewardModel, check_batch, score_checked
 
 _EPS = 1e-8
 
@@ -75,8 +75,12 @@ class _Ensemble:
         self, prompts: list[str], completions: list[str], **metadata: Any
     ) -> torch.Tensor:
         """Raw scores of every member, (K, B)."""
-        rows = [score_checked(m, prompts, completions, **metadata) for m in self.members]
-        self.forward_samples += len(self.members) * len(prompts)
+        check_batch(self.name, prompts, completions)
+        rows = []
+        for member in self.members:
+            # counted when called: a member that fails (e.g. returns NaN) still spent compute
+            self.forward_samples += len(prompts)
+            rows.append(score_checked(member, prompts, completions, **metadata))
         return torch.stack(rows)
 
     def _standardized(self, raw: torch.Tensor) -> torch.Tensor:
@@ -99,6 +103,7 @@ class _Ensemble:
         raise NotImplementedError
 
     def score(self, prompts: list[str], completions: list[str], **metadata: Any) -> torch.Tensor:
+        check_batch(self.name, prompts, completions)
         if not prompts:
             return torch.empty(0)
         raw = self.member_scores(prompts, completions, **metadata)

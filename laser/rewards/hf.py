@@ -31,17 +31,29 @@ def check_scalar_head(model: PreTrainedModel, name: str) -> None:
         )
 
 
-def ensure_pad_token(tokenizer: Any, model: PreTrainedModel) -> None:
-    """Sequence classifiers find the last real token through ``config.pad_token_id``.
+def resolve_pad_id(tokenizer: Any, model: PreTrainedModel) -> int:
+    """The pad id to batch with. Sequence classifiers find the last real token through
+    ``config.pad_token_id``, so that id is what the RM was trained with and wins.
 
-    Like TRL, fall back to EOS when the tokenizer has no pad token, and mirror the id onto the
-    model config (batches larger than one fail without it).
+    Order: the model's ``config.pad_token_id``, else the tokenizer's pad token, else its EOS
+    (TRL's fallback). Only when the model has none is it written to the model config (batches
+    larger than one fail without it); the tokenizer is never modified.
     """
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ValueError("the RM tokenizer has neither a pad nor an eos token; set one")
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
+    pad_id = model.config.pad_token_id
+    if pad_id is None:
+        pad_id = (
+            tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else (tokenizer.eos_token_id)
+        )
+        if pad_id is None:
+            raise ValueError(
+                "the RM has no pad token id and its tokenizer neither a pad nor an "
+                "eos token; set config.pad_token_id"
+            )
+        log.warning("model config has no pad_token_id; using %d from the tokenizer", pad_id)
+        model.config.pad_token_id = pad_id
+    return int(pad_id)
 
 
 def reward_model_from_causal_lm(lm_or_path: PreTrainedModel | str | Path) -> PreTrainedModel:
@@ -110,7 +122,10 @@ class HFRewardModel:
         default_name = Path(self._path).name if self._path else type(model_or_path).__name__
         self.name = name or default_name
         self._tokenizer = tokenizer
-        self.device = torch.device(device or "cpu")
+        self.pad_id: int | None = None
+        if device is None:  # score where the model already is
+            device = self._model.device if self._model is not None else "cpu"
+        self.device = torch.device(device)
         self.batch_size, self.max_length = batch_size, max_length
         self.chat_template, self.append_eos = chat_template, append_eos
         self.offload_after_score = offload
@@ -127,20 +142,27 @@ class HFRewardModel:
             if self._path is None:
                 raise ValueError(f"reward model {self.name!r}: pass its tokenizer")
             self._tokenizer = AutoTokenizer.from_pretrained(self._path)
-        ensure_pad_token(self._tokenizer, model)
-        model.eval()
+        self.pad_id = resolve_pad_id(self._tokenizer, model)
 
     @property
     def model(self) -> PreTrainedModel:
         if self._model is None:
             try:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    self._path, dtype=self.dtype
+                model, info = AutoModelForSequenceClassification.from_pretrained(
+                    self._path, dtype=self.dtype, output_loading_info=True
                 )
             except Exception as exc:
                 raise RewardModelError(
                     f"reward model {self.name!r}: could not load {self._path}: {exc}"
                 ) from exc
+            if info.get("missing_keys"):
+                # e.g. a causal-LM checkpoint: from_pretrained would invent a random head
+                raise RewardModelError(
+                    f"reward model {self.name!r}: {self._path} lacks weights "
+                    f"{sorted(info['missing_keys'])[:5]}; a randomly initialised head would "
+                    "give meaningless scores (for a causal LM use reward_model_from_causal_lm "
+                    "and train it)"
+                )
             self._prepare(model)
             self._model = model
         return self._model
@@ -166,11 +188,20 @@ class HFRewardModel:
             self._model.to("cpu")
 
     # ---------------------------------------------------------------------------- scoring
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: callers may use the scores in autograd code
     def _score_texts(self, texts: list[str]) -> torch.Tensor:
         model, tok = self.model, self.tokenizer
+        was_training = model.training
+        model.eval()
         model.to(self.device)
-        enc = encode(tok, texts, self.max_length, overlong="truncate")
+        # a rendered chat template already holds its special tokens (as TRL tokenises it)
+        enc = encode(
+            tok,
+            texts,
+            self.max_length,
+            overlong="truncate",
+            add_special_tokens=not self.chat_template,
+        )
         if enc.truncated:
             log.warning(
                 "reward model %r: truncated %d of %d inputs to max_length=%d (kept the end)",
@@ -184,11 +215,12 @@ class HFRewardModel:
         out = torch.empty(len(texts), dtype=torch.float32)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            input_ids, mask = collate([enc.ids[i] for i in idx], tok.pad_token_id)
+            input_ids, mask = collate([enc.ids[i] for i in idx], self.pad_id)
             logits = model(
                 input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
             ).logits
             out[idx] = logits.reshape(len(idx)).float().cpu()
+        model.train(was_training)
         if self.offload_after_score:
             self.offload()
         self.forward_samples += len(texts)

@@ -26,7 +26,7 @@ from laser.rewards.data import (
     preference_pairs,
     segment_examples,
 )
-from laser.rewards.hf import check_scalar_head, ensure_pad_token
+from laser.rewards.hf import check_scalar_head, resolve_pad_id
 from laser.rewards.losses import bradley_terry_loss, pairwise_accuracy, segment_regression_loss
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def train_reward_model(
             f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}"
         )
     check_scalar_head(model, type(model).__name__)
-    ensure_pad_token(tokenizer, model)
+    pad_id = resolve_pad_id(tokenizer, model)
     device = torch.device(device or "cpu")
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -225,7 +225,6 @@ def train_reward_model(
 
     model.to(device)
     opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
-    pad_id = tokenizer.pad_token_id
     steps_per_epoch = -(-len(train) // batch_size)
     step, epoch_loss, epoch_acc = 0, 0.0, 0.0
     bar = tqdm(total=epochs * steps_per_epoch, desc=f"train RM ({loss})", disable=not progress)
@@ -265,8 +264,12 @@ def train_reward_model(
     }
     if loss == "bradley_terry":
         result["accuracy"] = epoch_acc / len(train)
-    if evals is not None and len(evals):
-        for key, value in _evaluate(model, evals, batch_size, pad_id, device).items():
-            result[f"eval_{key}"] = value
+    if evals is not None:
+        result["eval_examples"] = len(evals)
+        if len(evals):
+            for key, value in _evaluate(model, evals, batch_size, pad_id, device).items():
+                result[f"eval_{key}"] = value
+        else:
+            log.warning("no eval example fits max_length=%d: eval metrics are missing", max_length)
     result["time_s"] = time.perf_counter() - start
     return result
