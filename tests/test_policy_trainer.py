@@ -1,6 +1,7 @@
 """Rollouts and PolicyTrainer on a tiny GPT-2 with a rule reward: learning, reference, errors."""
 
 import copy
+import io
 
 import pytest
 import torch
@@ -176,16 +177,65 @@ def test_dense_segment_rewards_reach_ppo(tok):
     assert stats.reward_mean == pytest.approx(dense.sum(-1).mean().item())
 
 
+def _checkpoint(trainer):
+    """What a checkpoint does: serialise (state_dict holds live references, like torch's)."""
+    buffer = io.BytesIO()
+    torch.save(trainer.state_dict(), buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
 def test_trainer_state_round_trip(tok):
     trainer, _ = _train(tok, "ppo", steps=2)
+    state = _checkpoint(trainer)
     twin, _ = _train(tok, "ppo", steps=1)
-    twin.load_state_dict(trainer.state_dict())
+    outs = []
+    for i, t in enumerate((trainer, twin)):
+        torch.manual_seed(1000 + i)  # disturb the global RNG differently for each ...
+        t.load_state_dict(copy.deepcopy(state))  # ... and let the checkpoint restore it
+        ro = generate_rollout(t.policy, t.ref_policy, tok, PROMPTS, n=2, max_new_tokens=5)
+        outs.append((ro.completions, t.update(ro, share_of_a(ro.completions)).train_loss))
+    assert outs[0][0] == outs[1][0]
+    assert outs[0][1] == pytest.approx(outs[1][1], abs=1e-6)
+
+
+def test_reference_must_be_a_separate_copy(tok):
+    policy = _policy(tok)
+    with pytest.raises(ValueError, match="shares parameters"):
+        PolicyTrainer(policy, policy, tok, PolicyConfig(algo="ppo"))
+
+
+def test_rows_without_response_tokens_and_dense_rewards_on_padding_are_rejected(tok):
+    policy = _policy(tok)
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, PolicyConfig(algo="ppo"))
     ro = generate_rollout(
-        trainer.policy, trainer.ref_policy, tok, PROMPTS, n=2, max_new_tokens=5, generator_seed=9
+        policy, trainer.ref_policy, tok, PROMPTS[:1], n=2, max_new_tokens=4, generator_seed=0
     )
-    rewards = share_of_a(ro.completions)
-    a, b = trainer.update(ro, rewards), twin.update(ro, rewards)
-    assert a.train_loss == pytest.approx(b.train_loss, abs=1e-6)
+    dense = torch.zeros_like(ro.response_ids, dtype=torch.float32)
+    ro.response_mask[0, 2:] = 0
+    dense[0, 3] = 1.0
+    with pytest.raises(ValueError, match="padding"):
+        trainer.update(ro, dense)
+    ro.response_mask[1] = 0
+    with pytest.raises(ValueError, match="no response tokens"):
+        trainer.update(ro, torch.ones(2))
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_feedback_loss_does_not_grow_with_the_reward_scale(tok, algo):
+    """train_loss excludes the value loss, which would scale with the RM's reward range."""
+    losses = []
+    for scale in (1.0, 10.0):
+        policy = _policy(tok)
+        cfg = PolicyConfig(algo=algo, kl_coef=0.0, ppo_epochs=1)
+        trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, cfg)
+        ro = generate_rollout(
+            policy, trainer.ref_policy, tok, PROMPTS, n=4, max_new_tokens=6, generator_seed=0
+        )
+        stats = trainer.update(ro, scale * torch.arange(16.0))
+        losses.append(stats.train_loss)
+        assert stats.value_loss > 0
+    assert losses[1] == pytest.approx(losses[0], abs=1e-4)
 
 
 def test_lora_through_peft(tok):

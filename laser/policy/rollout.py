@@ -128,7 +128,6 @@ def generate_rollout(
     n: int = 4,
     max_new_tokens: int = 32,
     temperature: float = 1.0,
-    top_k: int = 0,
     metadata: dict[str, list] | None = None,
     generator_seed: int | None = None,
 ) -> Rollout:
@@ -153,7 +152,7 @@ def generate_rollout(
         attention_mask=qmask,
         do_sample=True,
         temperature=temperature,
-        top_k=top_k,
+        top_k=0,  # full softmax: the recomputed log-probs must describe what was sampled
         top_p=1.0,
         max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,

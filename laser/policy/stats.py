@@ -7,8 +7,12 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class StepStats:
-    """Averages over the update's minibatches; ``train_loss`` is the loss of the first epoch
-    (before the policy moved much): the signal LASeR's bandit feedback uses (minus it).
+    """Averages over the update's minibatches and epochs.
+
+    ``train_loss`` is the policy part of the training loss averaged over the update: DPO + NLL
+    for DPO (the LASeR paper's bandit feedback is minus this), the clipped surrogate / actor
+    loss for PPO / A2C. The value loss is left out on purpose: it measures the critic's fit to
+    the reward scale, and feedback built on it would favour RMs with small, flat rewards.
 
     ``skipped`` is True when there was nothing to learn from (DPO with no valid pair); then no
     optimiser step was taken and the loss fields are None.

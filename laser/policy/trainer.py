@@ -84,6 +84,18 @@ class ValueCritic(nn.Module):
         return self.head(hidden[:, P - 1 : -1, :].float()).squeeze(-1)
 
 
+def _check_distinct(policy: nn.Module, ref_policy: nn.Module) -> None:
+    """The reference must be its own copy: freezing it must not freeze the policy."""
+    shared = {p.data_ptr() for p in policy.parameters()} & {
+        p.data_ptr() for p in ref_policy.parameters()
+    }
+    if policy is ref_policy or shared:
+        raise ValueError(
+            "ref_policy shares parameters with policy; pass a separate frozen copy "
+            "(e.g. copy.deepcopy(policy)) so the reference stays fixed while the policy trains"
+        )
+
+
 class PolicyTrainer:
     """``update(rollout, rewards) -> StepStats`` for ``algo`` in ppo | a2c | dpo.
 
@@ -101,8 +113,8 @@ class PolicyTrainer:
         config: PolicyConfig | None = None,
     ) -> None:
         self.config = cfg = config or PolicyConfig()
-        torch.manual_seed(cfg.seed)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        _check_distinct(policy, ref_policy)
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # minibatch order
         disable_dropout(policy)
         self.policy = apply_lora(policy, cfg) if cfg.lora_r > 0 else policy
         self.ref_policy = ref_policy.eval()
@@ -133,6 +145,14 @@ class PolicyTrainer:
         if not torch.isfinite(rewards).all():
             bad = (~torch.isfinite(rewards)).nonzero()[0].tolist()
             raise ValueError(f"rewards contain NaN/inf (first at {bad}); no update was made")
+        empty = (rollout.response_mask.sum(-1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(
+                f"sample(s) {empty[:5]} have no response tokens: their rewards would be lost"
+            )
+        padding = rollout.response_mask.cpu() == 0
+        if rewards.ndim == 2 and bool(rewards[padding].any()):
+            raise ValueError("dense rewards fall on padding positions (response_mask == 0)")
         return rewards.to(self.device)
 
     def _step(self, loss: torch.Tensor) -> None:
@@ -200,10 +220,9 @@ class PolicyTrainer:
             if cfg.whiten_advantages:
                 advantages = masked_whiten(advantages, mask)
         totals: dict[str, float] = {}
-        first_epoch_losses: list[float] = []
         epochs = cfg.ppo_epochs if ppo else 1
         count = 0
-        for epoch in range(epochs):
+        for _epoch in range(epochs):
             for idx in self._minibatches(rollout.batch_size, cfg.num_minibatches):
                 sl = (q[idx], qm[idx], r[idx], rm[idx])
                 logits, out = response_logits(
@@ -227,8 +246,6 @@ class PolicyTrainer:
                 ent = entropy(logits, m)
                 loss = pg + cfg.vf_coef * v_loss - cfg.ent_coef * ent
                 self._step(loss)
-                if epoch == 0:
-                    first_epoch_losses.append(loss.item())
                 for key, value in (
                     ("loss", loss),
                     ("pg_loss", pg),
@@ -240,9 +257,7 @@ class PolicyTrainer:
                     totals[key] = totals.get(key, 0.0) + float(value.item())
                 count += 1
         means = {k: v / count for k, v in totals.items()}
-        return StepStats(
-            **means, **common, train_loss=sum(first_epoch_losses) / len(first_epoch_losses)
-        )
+        return StepStats(**means, **common, train_loss=means["pg_loss"])
 
     def _update_dpo(self, rollout: Rollout, rewards: torch.Tensor, common: dict) -> StepStats:
         cfg = self.config
@@ -276,8 +291,8 @@ class PolicyTrainer:
         chosen = torch.tensor([c for c, _ in pairs])
         rejected = torch.tensor([j for _, j in pairs])
         totals = {"loss": 0.0, "pg_loss": 0.0, "nll": 0.0, "entropy": 0.0}
-        first_epoch_losses, count = [], 0
-        for epoch in range(cfg.dpo_epochs):
+        count = 0
+        for _epoch in range(cfg.dpo_epochs):
             for idx in self._minibatches(len(pairs), cfg.num_minibatches):
                 both = torch.cat([chosen[idx], rejected[idx]])
                 logits, _ = response_logits(self.policy, q[both], qm[both], r[both], rm[both])
@@ -295,8 +310,6 @@ class PolicyTrainer:
                 nll = nll_loss(logprobs[:k], rm[chosen[idx]])
                 loss = pref + cfg.nll_coef * nll
                 self._step(loss)
-                if epoch == 0:
-                    first_epoch_losses.append(loss.item())
                 totals["loss"] += loss.item()
                 totals["pg_loss"] += pref.item()
                 totals["entropy"] += entropy(logits.detach(), rm[both]).item()
@@ -311,7 +324,7 @@ class PolicyTrainer:
             approx_kl=None,
             clipfrac=None,
             **common,
-            train_loss=sum(first_epoch_losses) / len(first_epoch_losses),
+            train_loss=totals["loss"] / count,
             num_pairs=len(pairs),
         )
 
@@ -330,6 +343,9 @@ class PolicyTrainer:
             "critic": None if self.critic is None else self.critic.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            # sampling uses the global RNGs: a resumed run must continue their streams
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "updates": self.updates,
         }
 
@@ -340,6 +356,9 @@ class PolicyTrainer:
             self.critic.load_state_dict(state["critic"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.updates = int(state["updates"])
 
 
