@@ -6,7 +6,9 @@ GRPOTrainer and RLOOTrainer, same tiny model, batch and completion length, same 
 A "step" is everything from prompts to updated weights: sampling, log-probs of the policy and
 of a frozen reference (TRL: beta=0.05 loads one, as our KL penalty needs), rewards from the
 same rule function, and one optimisation pass (PPO: 1 epoch, 1 minibatch, like GRPO's
-num_iterations=1). Median over the timed steps after warm-up. Writes
+num_iterations=1; like TRL there, the behaviour log-probs come from the training forward,
+``behaviour_logprobs=False``). Median over the timed steps after warm-up, methods taking turns
+over --rounds rounds. Writes
 benchmarks/results/policy_throughput.csv. Goal (issue 4): ours at least as fast per sample.
 """
 
@@ -58,6 +60,7 @@ def bench_ours(algo, tok, n, new_tokens, warmup, steps):
             n=n,
             max_new_tokens=new_tokens,
             generator_seed=step,
+            behaviour_logprobs=False,
         )
         trainer.update(ro, torch.tensor(share_of_a(ro.completions)))
         times.append(time.perf_counter() - start)
@@ -129,7 +132,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4, help="samples per prompt")
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -150,9 +154,16 @@ def main() -> None:
             "rloo", tok, args.n, args.new_tokens, args.warmup, args.steps
         ),
     }
+    # This VM's speed drifts over minutes, so the methods take turns: each round times every
+    # method once; a method's figure is the median of its per-round medians.
+    per_round: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(args.rounds):
+        for name, run in runs.items():
+            per_round[name].append(run())
+            print(f"round {round_ + 1}: {name:>16} {per_round[name][-1] * 1e3:8.1f} ms/step")
     rows = []
-    for name, run in runs.items():
-        seconds = run()
+    for name, times in per_round.items():
+        seconds = statistics.median(times)
         rows.append(
             {
                 "method": name,
@@ -160,6 +171,7 @@ def main() -> None:
                 "new_tokens": args.new_tokens,
                 "median_step_s": round(seconds, 4),
                 "samples_per_s": round(batch / seconds, 1),
+                "round_medians_ms": " ".join(f"{t * 1e3:.1f}" for t in times),
             }
         )
         print(f"{name:>16}: {seconds * 1e3:8.1f} ms/step  {batch / seconds:8.1f} samples/s")

@@ -256,3 +256,30 @@ def test_cuda_update(tok):
     trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, PolicyConfig(algo="ppo"))
     ro = generate_rollout(policy, trainer.ref_policy, tok, PROMPTS, n=2, max_new_tokens=5)
     assert trainer.update(ro, share_of_a(ro.completions)).train_loss is not None
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_single_pass_update_equals_update_with_recorded_logprobs(tok, algo):
+    """Without behaviour log-probs the training forward supplies them: same update."""
+    results = []
+    for record in (True, False):
+        policy = _policy(tok)
+        cfg = PolicyConfig(algo=algo, ppo_epochs=1, kl_coef=0.1)
+        trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, cfg)
+        ro = generate_rollout(
+            policy,
+            trainer.ref_policy,
+            tok,
+            PROMPTS,
+            n=4,
+            max_new_tokens=6,
+            generator_seed=0,
+            behaviour_logprobs=record,
+        )
+        stats = trainer.update(ro, share_of_a(ro.completions))
+        results.append((stats, [p.detach().clone() for p in policy.parameters()]))
+    (a, pa), (b, pb) = results
+    assert a.train_loss == pytest.approx(b.train_loss, abs=1e-5)
+    assert a.kl_ref == pytest.approx(b.kl_ref, abs=1e-5)
+    for x, y in zip(pa, pb):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)

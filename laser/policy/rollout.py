@@ -26,7 +26,7 @@ class Rollout:
     query_mask: torch.Tensor  # (B, P)
     response_ids: torch.Tensor  # (B, R) right-padded; pad after EOS
     response_mask: torch.Tensor  # (B, R) 1 on generated tokens, EOS included
-    logprobs: torch.Tensor  # (B, R) behaviour policy log-probs of the response tokens
+    logprobs: torch.Tensor | None  # (B, R) behaviour log-probs; None: the trainer recomputes
     ref_logprobs: torch.Tensor  # (B, R) frozen reference model's log-probs
     temperature: float = 1.0
     metadata: dict[str, list] = field(default_factory=dict)  # per-sample columns, repeated
@@ -130,6 +130,7 @@ def generate_rollout(
     temperature: float = 1.0,
     metadata: dict[str, list] | None = None,
     generator_seed: int | None = None,
+    behaviour_logprobs: bool = True,
 ) -> Rollout:
     """Sample ``n`` completions for every prompt (batched ``generate``, do_sample, stop at EOS)."""
     if not prompts:
@@ -162,7 +163,12 @@ def generate_rollout(
     responses, rmask = _cut_at_eos(
         out[:, query.shape[1] :], tokenizer.eos_token_id, tokenizer.pad_token_id
     )
-    logprobs = sequence_logprobs(policy, query, qmask, responses, rmask, temperature)
+    # PolicyTrainer recomputes these in its first forward when they are absent (one pass fewer)
+    logprobs = (
+        sequence_logprobs(policy, query, qmask, responses, rmask, temperature)
+        if behaviour_logprobs
+        else None
+    )
     ref_logprobs = sequence_logprobs(ref_policy, query, qmask, responses, rmask, temperature)
     completions = tokenizer.batch_decode(
         [r[m.bool() & (r != tokenizer.eos_token_id)] for r, m in zip(responses, rmask)],

@@ -24,7 +24,8 @@ class StepStats:
     entropy: float | None
     approx_kl: float | None
     clipfrac: float | None
-    kl_ref: float  # mean per-sequence KL(pi || ref) of the rollout (k1, summed over tokens)
+    kl_ref: float | None  # mean per-sequence KL(pi || ref) of the rollout (k1, summed over
+    # tokens); None for DPO on a rollout generated without behaviour log-probs
     reward_mean: float
     reward_std: float
     train_loss: float | None

@@ -171,9 +171,7 @@ class PolicyTrainer:
     def update(self, rollout: Rollout, rewards: torch.Tensor) -> StepStats:
         rewards = self._check(rollout, rewards)
         seq_rewards = rewards if rewards.ndim == 1 else rewards.sum(-1)
-        kl_ref = ((rollout.logprobs - rollout.ref_logprobs) * rollout.response_mask).sum(-1)
         common = dict(
-            kl_ref=kl_ref.mean().item(),
             reward_mean=seq_rewards.mean().item(),
             reward_std=seq_rewards.std(unbiased=False).item(),
         )
@@ -185,11 +183,18 @@ class PolicyTrainer:
         self.updates += 0 if stats.skipped else 1
         return stats
 
-    def _token_rewards(self, rollout: Rollout, rewards: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _kl_ref(logprobs: torch.Tensor, rollout: Rollout) -> float:
+        """Mean per-sequence KL(pi || ref) of the rollout (k1 estimator summed over tokens)."""
+        return ((logprobs - rollout.ref_logprobs) * rollout.response_mask).sum(-1).mean().item()
+
+    def _token_rewards(
+        self, rollout: Rollout, rewards: torch.Tensor, logprobs: torch.Tensor
+    ) -> torch.Tensor:
         """Per-token reward: -kl_coef * KL(pi||ref) everywhere, plus the RM's score at the last
         response token (or the dense rewards where given)."""
         mask = rollout.response_mask.float()
-        kl = kl_penalty(rollout.logprobs, rollout.ref_logprobs, self.config.kl_estimator)
+        kl = kl_penalty(logprobs, rollout.ref_logprobs, self.config.kl_estimator)
         token_rewards = -self.config.kl_coef * kl * mask
         if rewards.ndim == 2:
             return token_rewards + rewards * mask
@@ -197,50 +202,73 @@ class PolicyTrainer:
         token_rewards[torch.arange(len(last)), last] += rewards
         return token_rewards
 
+    def _forward(self, rollout: Rollout, idx: torch.Tensor):
+        """Policy logits (b, R, V), token log-probs (b, R) and values (b, R) of samples idx."""
+        sl = tuple(
+            t[idx]
+            for t in (
+                rollout.query_ids,
+                rollout.query_mask,
+                rollout.response_ids,
+                rollout.response_mask,
+            )
+        )
+        shared = self.critic.trunk is None
+        logits, out = response_logits(
+            self.policy, *sl, rollout.temperature, output_hidden_states=shared
+        )
+        values = self.critic.values(out, sl, sl[0].shape[1])
+        return logits, token_logprobs(logits, sl[2]), values
+
     def _update_actor_critic(
         self, rollout: Rollout, rewards: torch.Tensor, common: dict
     ) -> StepStats:
         cfg, ppo = self.config, self.config.algo == "ppo"
-        q, qm, r, rm = (
-            rollout.query_ids,
-            rollout.query_mask,
-            rollout.response_ids,
-            rollout.response_mask,
-        )
-        mask, P = rm.float(), q.shape[1]
-        shared = self.critic.trunk is None
+        mask = rollout.response_mask.float()
+        everything = torch.arange(rollout.batch_size)
+        epochs = cfg.ppo_epochs if ppo else 1
+        # One epoch over one minibatch is on-policy: the forward with gradients also gives the
+        # "old" log-probs and values (TRL does the same at num_iterations=1), saving a pass.
+        single_pass = epochs == 1 and cfg.num_minibatches == 1
+        if single_pass:
+            first = self._forward(rollout, everything)
+            old_logprobs, old_values = first[1].detach(), first[2].detach()
+        else:
+            first = None
+            with torch.no_grad():
+                _, old_logprobs, old_values = self._forward(rollout, everything)
+        if rollout.logprobs is not None:  # the behaviour policy's own numbers, when recorded
+            old_logprobs = rollout.logprobs
+        old_values = old_values * mask
         with torch.no_grad():
-            _, out = response_logits(
-                self.policy, q, qm, r, rm, rollout.temperature, output_hidden_states=shared
-            )
-            old_values = self.critic.values(out, (q, qm, r, rm), P) * mask
-            advantages, returns = gae(
-                self._token_rewards(rollout, rewards), old_values, mask, cfg.gamma, cfg.gae_lambda
-            )
+            token_rewards = self._token_rewards(rollout, rewards, old_logprobs)
+            advantages, returns = gae(token_rewards, old_values, mask, cfg.gamma, cfg.gae_lambda)
             if cfg.whiten_advantages:
                 advantages = masked_whiten(advantages, mask)
         totals: dict[str, float] = {}
-        epochs = cfg.ppo_epochs if ppo else 1
         count = 0
         for _epoch in range(epochs):
-            for idx in self._minibatches(rollout.batch_size, cfg.num_minibatches):
-                sl = (q[idx], qm[idx], r[idx], rm[idx])
-                logits, out = response_logits(
-                    self.policy, *sl, rollout.temperature, output_hidden_states=shared
+            batches = (
+                [everything]
+                if single_pass
+                else self._minibatches(rollout.batch_size, cfg.num_minibatches)
+            )
+            for idx in batches:
+                logits, logprobs, values = (
+                    first if first is not None else self._forward(rollout, idx)
                 )
-                logprobs = token_logprobs(logits, r[idx])
-                values = self.critic.values(out, sl, P)
+                first = None
                 m = mask[idx]
                 if ppo:
                     pg, clipfrac, approx_kl = ppo_clip_loss(
-                        logprobs, rollout.logprobs[idx], advantages[idx], m, cfg.clip_coef
+                        logprobs, old_logprobs[idx], advantages[idx], m, cfg.clip_coef
                     )
                     v_loss = value_loss(values, old_values[idx], returns[idx], m, cfg.vf_clip)
                 else:
                     pg = a2c_actor_loss(logprobs, advantages[idx], m)
                     v_loss = value_loss(values, old_values[idx], returns[idx], m, None)
                     with torch.no_grad():
-                        log_ratio = logprobs - rollout.logprobs[idx]
+                        log_ratio = logprobs - old_logprobs[idx]
                         approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, m)
                         clipfrac = torch.zeros(())
                 ent = entropy(logits, m)
@@ -257,10 +285,19 @@ class PolicyTrainer:
                     totals[key] = totals.get(key, 0.0) + float(value.item())
                 count += 1
         means = {k: v / count for k, v in totals.items()}
-        return StepStats(**means, **common, train_loss=means["pg_loss"])
+        return StepStats(
+            **means,
+            **common,
+            kl_ref=self._kl_ref(old_logprobs, rollout),
+            train_loss=means["pg_loss"],
+        )
 
     def _update_dpo(self, rollout: Rollout, rewards: torch.Tensor, common: dict) -> StepStats:
         cfg = self.config
+        common = dict(
+            common,
+            kl_ref=None if rollout.logprobs is None else self._kl_ref(rollout.logprobs, rollout),
+        )
         pairs = make_pairs(rollout.group, rewards.cpu(), cfg.pair_scheme, cfg.max_pairs)
         if not pairs:
             return StepStats(

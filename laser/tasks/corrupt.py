@@ -1,0 +1,80 @@
+"""Plausible wrong answers for each built-in domain, and preference pairs built from them.
+
+The RM pool learns from pairs (gold-correct vs corrupted). How each RM is flawed is data:
+which domains it saw, how often its labels are flipped (``label_noise``), and how often a
+longer-but-wrong answer is labelled as preferred (``length_bias``: the reward-hacking trap).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from laser.tasks.base import Example
+
+
+def _wrong_number(rng: random.Random, answer: str) -> str:
+    value = int(answer)
+    options = [v for v in (value - 1, value + 1, value - 10, value + 10, value + 2, value - 2)
+               if v >= 0 and v != value]
+    return str(rng.choice(options))
+
+
+def _wrong_string(rng: random.Random, answer: str, alphabet: str) -> str:
+    """Another string of the same length: two positions swapped, or one character changed."""
+    chars = list(answer)
+    for _ in range(20):
+        candidate = chars[:]
+        i, j = rng.sample(range(len(chars)), 2) if len(chars) > 1 else (0, 0)
+        if rng.random() < 0.5 and candidate[i] != candidate[j]:
+            candidate[i], candidate[j] = candidate[j], candidate[i]
+        else:
+            candidate[i] = rng.choice([c for c in alphabet if c != candidate[i]])
+        if "".join(candidate) != answer:
+            return "".join(candidate)
+    raise ValueError(f"cannot corrupt {answer!r}")
+
+
+CORRUPTERS: dict[str, Callable[[random.Random, str], str]] = {
+    "add": _wrong_number,
+    "count": _wrong_number,
+    "reverse": lambda rng, a: _wrong_string(rng, a, "abcde"),
+    "sort": lambda rng, a: _wrong_string(rng, a, "0123456789"),
+}
+
+
+def corrupt(rng: random.Random, example: Example) -> str:
+    """A wrong answer of the example's domain (never equal to the gold answer)."""
+    wrong = CORRUPTERS[example.domain](rng, example.answer)
+    assert wrong != example.answer
+    return wrong
+
+
+def longer_wrong(rng: random.Random, example: Example) -> str:
+    """A wrong answer that is longer than the gold one (gold plus 1-3 extra characters)."""
+    alphabet = "0123456789" if example.domain in ("add", "count", "sort") else "abcde"
+    return example.answer + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
+
+
+def preference_rows(examples: list[Example], seed: int, *, label_noise: float = 0.0,
+                    length_bias: float = 0.0) -> list[dict]:
+    """TRL-format rows (prompt, chosen, rejected, domain) from gold vs corrupted answers.
+
+    With probability ``length_bias`` a pair prefers a longer WRONG answer over the gold one;
+    with probability ``label_noise`` chosen and rejected are swapped.
+    """
+    if not 0.0 <= label_noise <= 1.0 or not 0.0 <= length_bias <= 1.0:
+        raise ValueError(f"label_noise and length_bias must lie in [0, 1], got {label_noise}, "
+                         f"{length_bias}")
+    rng = random.Random(seed)
+    rows = []
+    for ex in examples:
+        if rng.random() < length_bias:
+            chosen, rejected = longer_wrong(rng, ex), ex.answer
+        else:
+            chosen, rejected = ex.answer, corrupt(rng, ex)
+        if rng.random() < label_noise:
+            chosen, rejected = rejected, chosen
+        rows.append({"prompt": ex.prompt, "chosen": chosen, "rejected": rejected,
+                     "domain": ex.domain})
+    return rows
