@@ -59,3 +59,23 @@ def train_rm(cfg: DictConfig) -> None:
         f"saved reward model to {config.output_dir}: {summary}, "
         f"train loss {metrics['loss']:.4f}, {metrics['time_s']:.1f} s"
     )
+
+
+def to_prepare_config(cfg: DictConfig):
+    """Validate a composed laser-prepare config against laser.world.PrepareConfig."""
+    from laser.world.config import PrepareConfig
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PrepareConfig), cfg))
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
+def prepare(cfg: DictConfig) -> None:
+    """Build (or reuse) the built-in world and print its report."""
+    from laser.world import prepare_world
+
+    config = to_prepare_config(cfg)
+    world = prepare_world(config.world, config.cache_dir, progress=config.progress)
+    print(world.summary["report"])
+    timings = world.summary["timings"]
+    state = "reused" if world.reused else f"built in {sum(timings.values()):.0f} s"
+    print(f"\nworld {state}: {world.path}")

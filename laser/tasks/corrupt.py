@@ -14,9 +14,11 @@ from laser.tasks.base import Example
 
 
 def _wrong_number(rng: random.Random, answer: str) -> str:
+    """Off by 1-3: the last digit is wrong, the typical slip of a small model."""
     value = int(answer)
-    options = [v for v in (value - 1, value + 1, value - 10, value + 10, value + 2, value - 2)
-               if v >= 0 and v != value]
+    options = [
+        v for v in (value - 3, value - 2, value - 1, value + 1, value + 2, value + 3) if v >= 0
+    ]
     return str(rng.choice(options))
 
 
@@ -40,6 +42,8 @@ CORRUPTERS: dict[str, Callable[[random.Random, str], str]] = {
     "count": _wrong_number,
     "reverse": lambda rng, a: _wrong_string(rng, a, "abcde"),
     "sort": lambda rng, a: _wrong_string(rng, a, "0123456789"),
+    "upper": lambda rng, a: _wrong_string(rng, a, "ABCDEabcde"),
+    "max": lambda rng, a: str(rng.choice([d for d in range(10) if str(d) != a])),
 }
 
 
@@ -56,16 +60,18 @@ def longer_wrong(rng: random.Random, example: Example) -> str:
     return example.answer + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
 
 
-def preference_rows(examples: list[Example], seed: int, *, label_noise: float = 0.0,
-                    length_bias: float = 0.0) -> list[dict]:
+def preference_rows(
+    examples: list[Example], seed: int, *, label_noise: float = 0.0, length_bias: float = 0.0
+) -> list[dict]:
     """TRL-format rows (prompt, chosen, rejected, domain) from gold vs corrupted answers.
 
     With probability ``length_bias`` a pair prefers a longer WRONG answer over the gold one;
     with probability ``label_noise`` chosen and rejected are swapped.
     """
     if not 0.0 <= label_noise <= 1.0 or not 0.0 <= length_bias <= 1.0:
-        raise ValueError(f"label_noise and length_bias must lie in [0, 1], got {label_noise}, "
-                         f"{length_bias}")
+        raise ValueError(
+            f"label_noise and length_bias must lie in [0, 1], got {label_noise}, {length_bias}"
+        )
     rng = random.Random(seed)
     rows = []
     for ex in examples:
@@ -75,6 +81,7 @@ def preference_rows(examples: list[Example], seed: int, *, label_noise: float = 
             chosen, rejected = ex.answer, corrupt(rng, ex)
         if rng.random() < label_noise:
             chosen, rejected = rejected, chosen
-        rows.append({"prompt": ex.prompt, "chosen": chosen, "rejected": rejected,
-                     "domain": ex.domain})
+        rows.append(
+            {"prompt": ex.prompt, "chosen": chosen, "rejected": rejected, "domain": ex.domain}
+        )
     return rows

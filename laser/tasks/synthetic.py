@@ -32,6 +32,8 @@ class Difficulty:
     reverse_len: int = 4
     sort_len: int = 4
     count_len: int = 6
+    upper_len: int = 4
+    max_len: int = 5
 
 
 def _add(rng: random.Random, d: Difficulty) -> tuple[str, str]:
@@ -50,6 +52,16 @@ def _sort(rng: random.Random, d: Difficulty) -> tuple[str, str]:
     return f"sort {s}=", "".join(sorted(s))
 
 
+def _upper(rng: random.Random, d: Difficulty) -> tuple[str, str]:
+    s = "".join(rng.choice("abcde") for _ in range(d.upper_len))
+    return f"up {s}=", s.upper()
+
+
+def _max(rng: random.Random, d: Difficulty) -> tuple[str, str]:
+    s = "".join(rng.choice("0123456789") for _ in range(d.max_len))
+    return f"max {s}=", max(s)
+
+
 def _count(rng: random.Random, d: Difficulty) -> tuple[str, str]:
     s = "".join(rng.choice("ab") for _ in range(d.count_len))
     target = rng.choice("ab")
@@ -61,6 +73,8 @@ GENERATORS: dict[str, Callable[[random.Random, Difficulty], tuple[str, str]]] = 
     "reverse": _reverse,
     "sort": _sort,
     "count": _count,
+    "upper": _upper,
+    "max": _max,
 }
 
 

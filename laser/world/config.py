@@ -1,0 +1,74 @@
+"""Typed configuration of the built-in world (what ``laser-prepare`` builds).
+
+The defaults are the default world: four domains, a tiny SFT policy, and a pool of reward
+models each with its own flaws. ``conf/prepare.yaml`` and ``conf/reward_models/*.yaml`` hold
+the same values for Hydra; these dataclasses validate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TaskConfig:
+    domains: list[str] = field(default_factory=lambda: ["reverse", "sort", "max", "count"])
+    add_digits: int = 2
+    reverse_len: int = 3
+    sort_len: int = 4
+    count_len: int = 4
+    upper_len: int = 4
+    max_len: int = 6
+
+
+@dataclass
+class TinyGPT2Config:
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    n_positions: int = 64
+
+
+@dataclass
+class SFTConfig:
+    """Supervised warm start, deliberately short: the policy must leave room for RL."""
+
+    steps: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    train_examples: int = 8000
+    eval_per_domain: int = 100
+
+
+@dataclass
+class RMSpec:
+    """One reward model of the pool and its flaws (its name is its key in the pool)."""
+
+    domains: list[str] = field(default_factory=list)  # the domains its training pairs cover
+    label_noise: float = 0.0  # share of training pairs with chosen/rejected swapped
+    length_bias: float = 0.0  # share of pairs preferring a longer WRONG answer ...
+    bias_domains: list[str] | None = None  # ... on these domains (null: all of its domains)
+    pairs_per_domain: int = 1500
+    epochs: int = 5
+    lr: float = 1e-3
+    model: TinyGPT2Config = field(default_factory=TinyGPT2Config)
+
+
+@dataclass
+class WorldConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    policy_model: TinyGPT2Config = field(default_factory=TinyGPT2Config)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    reward_models: dict[str, RMSpec] = field(default_factory=dict)
+    eval_pairs_per_domain: int = 200
+    seed: int = 0
+    max_length: int = 48
+
+
+@dataclass
+class PrepareConfig:
+    """``laser-prepare``: the world (which determines the cache key) and where to cache it."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    cache_dir: str = ".cache/laser"
+    progress: bool = True

@@ -1,0 +1,102 @@
+"""Supervised warm start of the policy on the suite, and gold accuracy by greedy decoding."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import torch
+from tqdm.auto import tqdm
+
+from laser.tasks.base import Example, Task
+
+
+def sft_batch(tokenizer, examples: list[Example]) -> tuple[torch.Tensor, ...]:
+    """Right-padded (input_ids, attention_mask, labels); the loss covers the answer + EOS only."""
+    ids, labels = [], []
+    for ex in examples:
+        prompt = tokenizer(ex.prompt, add_special_tokens=False).input_ids
+        answer = tokenizer(ex.answer + tokenizer.eos_token, add_special_tokens=False).input_ids
+        ids.append(prompt + answer)
+        labels.append([-100] * len(prompt) + answer)
+    width = max(map(len, ids))
+    x = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
+    y = torch.full((len(ids), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, (seq, lab) in enumerate(zip(ids, labels)):
+        x[i, : len(seq)] = torch.tensor(seq)
+        y[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(seq)] = 1
+    return x, mask, y
+
+
+def sft_train(
+    model,
+    tokenizer,
+    examples: list[Example],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    progress: bool = True,
+) -> float:
+    """AdamW on the answer tokens for ``steps`` steps; returns the last loss."""
+    if not examples or steps < 1:
+        raise ValueError(f"SFT needs examples and steps >= 1, got {len(examples)}, {steps}")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in tqdm(range(steps), desc="SFT policy", disable=not progress):
+        x, mask, y = sft_batch(tokenizer, rng.sample(examples, min(batch_size, len(examples))))
+        loss = model(input_ids=x, attention_mask=mask, labels=y).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    return float(loss.item())
+
+
+@torch.no_grad()
+def greedy_completions(
+    model, tokenizer, prompts: list[str], max_new_tokens: int = 10, batch_size: int = 128
+) -> list[str]:
+    model.eval()
+    out: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = [
+            tokenizer(p, add_special_tokens=False).input_ids
+            for p in prompts[start : start + batch_size]
+        ]
+        width = max(map(len, chunk))
+        x = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(x)
+        for i, seq in enumerate(chunk):  # left-pad so generation continues from the prompt
+            x[i, width - len(seq) :] = torch.tensor(seq)
+            mask[i, width - len(seq) :] = 1
+        gen = model.generate(
+            input_ids=x,
+            attention_mask=mask,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        out += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+    return out
+
+
+def domain_accuracy(model, tokenizer, task: Task, examples: list[Example]) -> dict[str, float]:
+    """Greedy-decoding gold accuracy per domain, plus "mean" (unweighted over domains)."""
+    completions = greedy_completions(model, tokenizer, [e.prompt for e in examples])
+    scores: dict[str, list[float]] = defaultdict(list)
+    for ex, completion in zip(examples, completions):
+        scores[ex.domain].append(task.evaluate(ex.prompt, completion, ex.meta()))
+    acc = {d: sum(v) / len(v) for d, v in scores.items()}
+    acc["mean"] = sum(acc.values()) / len(acc)
+    return acc
+
+
+__all__ = ["domain_accuracy", "greedy_completions", "sft_train"]

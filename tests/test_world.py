@@ -1,0 +1,118 @@
+"""The built-in world: a small pool really specialises; the cache is reused, and rebuilt
+when corrupt or partial; the laser-prepare config composes and validates."""
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from laser.cli import CONF_DIR, to_prepare_config
+from laser.world import RMSpec, SFTConfig, TaskConfig, WorldConfig, prepare_world
+from laser.world.cache import config_key, verify
+from laser.world.config import TinyGPT2Config
+
+SMALL = TinyGPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=64)
+
+
+def small_world() -> WorldConfig:
+    """Two domains, one expert per domain: a world that builds in seconds."""
+    spec = dict(pairs_per_domain=1200, epochs=4, lr=2e-3, model=SMALL)
+    return WorldConfig(
+        task=TaskConfig(domains=["reverse", "max"]),
+        policy_model=SMALL,
+        sft=SFTConfig(steps=15, train_examples=1000, eval_per_domain=30),
+        reward_models={
+            "reverse_rm": RMSpec(domains=["reverse"], **spec),
+            "max_rm": RMSpec(domains=["max"], **spec),
+        },
+        eval_pairs_per_domain=150,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return cache, prepare_world(small_world(), cache, progress=False)
+
+
+def test_pool_is_specialised(built):
+    _, world = built
+    m = world.summary["rm_domain_accuracy"]
+    assert m["reverse_rm"]["reverse"] >= 0.8 and m["max_rm"]["max"] >= 0.8
+    assert m["reverse_rm"]["max"] < m["reverse_rm"]["reverse"] - 0.2
+    assert m["max_rm"]["reverse"] < m["max_rm"]["max"] - 0.2
+    best = {d: max(m, key=lambda rm: m[rm][d]) for d in ("reverse", "max")}
+    assert best == {"reverse": "reverse_rm", "max": "max_rm"}  # no single dominant RM
+
+
+def test_world_artifacts_load_and_report_is_written(built):
+    _, world = built
+    report = world.path / "report"
+    for name in (
+        "report.txt",
+        "rm_domain_accuracy.csv",
+        "rm_domain_accuracy.png",
+        "sft_accuracy.csv",
+    ):
+        assert (report / name).exists(), name
+    assert "length trap" in (report / "report.txt").read_text()
+    sft = world.summary["sft_accuracy"]
+    assert set(sft) == {"reverse", "max", "mean"} and all(0 <= v <= 1 for v in sft.values())
+    tok, policy = world.tokenizer(), world.policy()
+    rms = world.reward_models()
+    assert list(rms) == ["reverse_rm", "max_rm"] and not rms["max_rm"].loaded
+    scores = rms["max_rm"].score(["max 123456="], ["6"])
+    assert scores.shape == (1,) and policy.config.vocab_size == len(tok)
+
+
+def test_second_run_reuses_the_cache(built):
+    cache, world = built
+    again = prepare_world(small_world(), cache, progress=False)
+    assert again.reused and again.path == world.path and not world.reused
+
+
+def test_corrupt_or_partial_entry_is_rebuilt(tmp_path, capsys):
+    cfg = WorldConfig(
+        **{
+            **small_world().__dict__,
+            "sft": SFTConfig(steps=2, train_examples=200, eval_per_domain=5),
+        }
+    )
+    for spec in cfg.reward_models.values():
+        spec.pairs_per_domain, spec.epochs = 50, 1
+    first = prepare_world(cfg, tmp_path, progress=False)
+    weights = first.path / "rms" / "max_rm" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")  # silent bit rot
+    assert "checksum" in verify(first.path)
+    second = prepare_world(cfg, tmp_path, progress=False)
+    assert not second.reused and verify(second.path) is None
+    assert "unusable" in capsys.readouterr().out
+    (second.path / "manifest.json").unlink()  # as if a build died before finishing
+    third = prepare_world(cfg, tmp_path, progress=False)
+    assert not third.reused and verify(third.path) is None
+
+
+def test_config_key_changes_with_the_config():
+    a, b = small_world(), small_world()
+    assert config_key(a) == config_key(b)
+    b.reward_models["max_rm"].label_noise = 0.1
+    assert config_key(a) != config_key(b)
+
+
+def test_prepare_config_composes_and_matches_the_defaults():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="prepare")
+    config = to_prepare_config(cfg)
+    world = config.world
+    assert world.task.domains == ["reverse", "sort", "max", "count"]
+    assert len(world.reward_models) >= 4
+    assert world.reward_models["length_hacker"].bias_domains == ["reverse"]
+    json.dumps(config_key(world))
+
+
+def test_bad_world_config_fails_before_building(tmp_path):
+    cfg = small_world()
+    cfg.reward_models["max_rm"].domains = ["chess"]
+    with pytest.raises(ValueError, match="max_rm"):
+        prepare_world(cfg, tmp_path, progress=False)
+    assert not any(p.name.startswith(tuple("0123456789abcdef")) for p in tmp_path.iterdir())
