@@ -8,6 +8,7 @@ with ``save_pretrained``/``AutoTokenizer.from_pretrained`` like any HF tokenizer
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import GPT2Config, PreTrainedTokenizerFast
@@ -35,6 +36,16 @@ def char_tokenizer(alphabet: str = DEFAULT_ALPHABET) -> PreTrainedTokenizerFast:
     backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
     backend.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
+
+
+@dataclass
+class TinyGPT2Config:
+    """Size of a tiny GPT-2 built from scratch (the fields of ``tiny_gpt2_config``)."""
+
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 64
+    n_positions: int = 256
 
 
 def tiny_gpt2_config(

@@ -7,9 +7,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from laser.cli import CONF_DIR, to_prepare_config
+from laser.models import TinyGPT2Config
 from laser.world import RMSpec, SFTConfig, TaskConfig, WorldConfig, prepare_world
 from laser.world.cache import config_key, verify
-from laser.world.config import TinyGPT2Config
 
 SMALL = TinyGPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=64)
 

@@ -11,15 +11,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-
-@dataclass
-class TinyModelConfig:
-    """A GPT-2 built from scratch with a character tokenizer (used when ``path`` is null)."""
-
-    n_layer: int = 2
-    n_head: int = 2
-    n_embd: int = 64
-    n_positions: int = 256
+from laser.models import TinyGPT2Config
 
 
 @dataclass
@@ -29,7 +21,7 @@ class RMModelConfig:
     path: str | None = None
     from_causal_lm: bool = False
     tokenizer: str | None = None  # defaults to `path`
-    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    tiny: TinyGPT2Config = field(default_factory=TinyGPT2Config)  # used when path is null
 
 
 @dataclass

@@ -46,12 +46,22 @@ def extract_number(completion: str) -> str | None:
     return normalize_number(numbers[-1]) if numbers else None
 
 
-def _split(rows: list[Example], split: str, eval_share: float) -> list[Example]:
-    cut = int(round(len(rows) * (1 - eval_share)))
-    return rows[:cut] if split == "train" else rows[cut:]
+class _RowTask:
+    """A fixed list of examples: the first (1 - eval_share) are train, the rest eval."""
+
+    rows: list[Example]
+    eval_share: float
+
+    def examples(self, split: str, n: int, seed: int = 0) -> list[Example]:
+        """``n`` examples of ``split``, cycling from offset ``seed``."""
+        cut = int(round(len(self.rows) * (1 - self.eval_share)))
+        rows = self.rows[:cut] if split == "train" else self.rows[cut:]
+        if not rows:
+            raise ValueError(f"no {split} rows (eval_share={self.eval_share})")
+        return [rows[(seed + i) % len(rows)] for i in range(n)]
 
 
-class GSM8KTask:
+class GSM8KTask(_RowTask):
     """GSM8K-style question answering with a numeric gold checker."""
 
     def __init__(
@@ -77,12 +87,6 @@ class GSM8KTask:
             )
         self.eval_share = eval_share
 
-    def examples(self, split: str, n: int, seed: int = 0) -> list[Example]:
-        rows = _split(self.rows, split, self.eval_share)
-        if not rows:
-            raise ValueError(f"no {split} rows (eval_share={self.eval_share})")
-        return [rows[(seed + i) % len(rows)] for i in range(n)]
-
     def evaluate(self, prompt: str, completion: str, metadata: dict[str, Any]) -> float:
         return float(extract_number(completion) == metadata["answer"])
 
@@ -101,7 +105,7 @@ def _gold_letter(row: dict[str, Any], choices: list[str], i: int) -> str:
     raise ValueError(f"row {i}: answer {answer!r} is not an index, letter or choice of {choices}")
 
 
-class MultipleChoiceTask:
+class MultipleChoiceTask(_RowTask):
     """Multiple choice with lettered options; StrategyQA-style booleans become yes/no."""
 
     def __init__(self, source: Any, *, domain: str = "mc", eval_share: float = 0.2) -> None:
@@ -117,12 +121,6 @@ class MultipleChoiceTask:
             prompt = f"Question: {row['question']}\n{options}\nAnswer:"
             self.rows.append(Example(prompt, letter, domain, {"choices": choices}))
         self.eval_share = eval_share
-
-    def examples(self, split: str, n: int, seed: int = 0) -> list[Example]:
-        rows = _split(self.rows, split, self.eval_share)
-        if not rows:
-            raise ValueError(f"no {split} rows (eval_share={self.eval_share})")
-        return [rows[(seed + i) % len(rows)] for i in range(n)]
 
     def evaluate(self, prompt: str, completion: str, metadata: dict[str, Any]) -> float:
         choices = metadata.get("choices", [])

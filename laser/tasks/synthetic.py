@@ -26,14 +26,16 @@ DOMAINS = ("add", "reverse", "sort", "count")
 EVAL_SHARE = 0.2
 
 
-@dataclass(frozen=True)
+@dataclass
 class Difficulty:
+    """Size knobs of each domain (the defaults are the default world's)."""
+
     add_digits: int = 2
-    reverse_len: int = 4
+    reverse_len: int = 3
     sort_len: int = 4
-    count_len: int = 6
+    count_len: int = 4
     upper_len: int = 4
-    max_len: int = 5
+    max_len: int = 6
 
 
 def _add(rng: random.Random, d: Difficulty) -> tuple[str, str]:

@@ -9,24 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from laser.models import TinyGPT2Config
+from laser.tasks.synthetic import Difficulty
+
 
 @dataclass
 class TaskConfig:
     domains: list[str] = field(default_factory=lambda: ["reverse", "sort", "max", "count"])
-    add_digits: int = 2
-    reverse_len: int = 3
-    sort_len: int = 4
-    count_len: int = 4
-    upper_len: int = 4
-    max_len: int = 6
+    difficulty: Difficulty = field(default_factory=Difficulty)
 
 
-@dataclass
-class TinyGPT2Config:
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    n_positions: int = 64
+def world_model() -> TinyGPT2Config:
+    return TinyGPT2Config(n_layer=2, n_head=4, n_embd=128, n_positions=64)
 
 
 @dataclass
@@ -51,13 +45,13 @@ class RMSpec:
     pairs_per_domain: int = 1500
     epochs: int = 5
     lr: float = 1e-3
-    model: TinyGPT2Config = field(default_factory=TinyGPT2Config)
+    model: TinyGPT2Config = field(default_factory=world_model)
 
 
 @dataclass
 class WorldConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
-    policy_model: TinyGPT2Config = field(default_factory=TinyGPT2Config)
+    policy_model: TinyGPT2Config = field(default_factory=world_model)
     sft: SFTConfig = field(default_factory=SFTConfig)
     reward_models: dict[str, RMSpec] = field(default_factory=dict)
     eval_pairs_per_domain: int = 200

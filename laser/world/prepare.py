@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from laser.models import char_tokenizer, tiny_gpt2_config
 from laser.rewards import HFRewardModel
-from laser.tasks.synthetic import Difficulty, SyntheticSuite
+from laser.tasks.synthetic import SyntheticSuite
 from laser.world.cache import cached_build, config_key
 from laser.world.config import WorldConfig
 from laser.world.pool import (
@@ -38,16 +38,7 @@ from laser.world.sft import domain_accuracy, sft_train
 
 
 def make_suite(cfg: WorldConfig) -> SyntheticSuite:
-    t = cfg.task
-    difficulty = Difficulty(
-        add_digits=t.add_digits,
-        reverse_len=t.reverse_len,
-        sort_len=t.sort_len,
-        count_len=t.count_len,
-        upper_len=t.upper_len,
-        max_len=t.max_len,
-    )
-    return SyntheticSuite(tuple(t.domains), difficulty)
+    return SyntheticSuite(tuple(cfg.task.domains), cfg.task.difficulty)
 
 
 def build_world(cfg: WorldConfig, out: Path, progress: bool = True) -> dict[str, Any]:
