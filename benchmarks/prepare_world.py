@@ -21,9 +21,12 @@ from _common import RESULTS, machine, write_csv
 
 def run(script: Path, cache: Path, hydra_dir: str) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run([str(script), f"cache_dir={cache}", "progress=false",
-                           f"hydra.run.dir={hydra_dir}"], check=True, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [str(script), f"cache_dir={cache}", "progress=false", f"hydra.run.dir={hydra_dir}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - start, done.stdout
 
 
@@ -40,8 +43,10 @@ def main() -> None:
         target = RESULTS / "world"
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(entry / "report", target)
-    rows = [{"run": "cold (empty cache)", "wall_s": round(cold, 1)},
-            {"run": "warm (reuse)", "wall_s": round(warm, 1)}]
+    rows = [
+        {"run": "cold (empty cache)", "wall_s": round(cold, 1)},
+        {"run": "warm (reuse)", "wall_s": round(warm, 1)},
+    ]
     for r in rows:
         print(f"{r['run']:>20}: {r['wall_s']:6.1f} s")
     write_csv(RESULTS / "prepare_world.csv", rows)

@@ -79,3 +79,23 @@ def prepare(cfg: DictConfig) -> None:
     timings = world.summary["timings"]
     state = "reused" if world.reused else f"built in {sum(timings.values()):.0f} s"
     print(f"\nworld {state}: {world.path}")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def train(cfg: DictConfig) -> None:
+    """One LASER run (or baseline) on the built-in world; resumable with resume=<run dir>."""
+    from laser.logging import run_metadata
+    from laser.train import build_loop
+
+    logger = instantiate(cfg.logger)
+    logger.log_run_info(run_metadata(OmegaConf.to_container(cfg, resolve=True), cfg.loop.seed))
+    try:
+        loop = build_loop(cfg, logger)
+        final = loop.run(progress=cfg.progress)
+    finally:
+        logger.close()
+    picks = ", ".join(f"{k}: {v}" for k, v in sorted(loop.picks.items()))
+    print(
+        f"final gold accuracy {final['eval/accuracy']:.3f} after {loop.step_count} steps; "
+        f"RM forward samples {loop.rm_cost()}; selections {picks}"
+    )

@@ -21,6 +21,8 @@ from laser.bandits.base import check_positive_int, check_reward
 
 @runtime_checkable
 class Normalizer(Protocol):
+    floor: float  # the worst normalised value: what a failed batch earns
+
     def normalize(self, value: float) -> float: ...
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -45,6 +47,11 @@ class PercentileNormalizer:
         self.low, self.high = float(low), float(high)
         self.window = None if window is None else check_positive_int("window", window)
         self.history: deque[float] = deque(maxlen=self.window)
+
+    @property
+    def floor(self) -> float:
+        """The worst value ``normalize`` can return (feedback for a failed batch)."""
+        return 0.0
 
     def normalize(self, value: float) -> float:
         r = check_reward(value)
@@ -77,6 +84,11 @@ class RunningZScore:
         self.count = 0
         self.mean = 0.0
         self.m2 = 0.0  # sum of squared deviations from the mean
+
+    @property
+    def floor(self) -> float:
+        """The worst value ``normalize`` can return (-clip; -5 when unclipped)."""
+        return -(self.clip if self.clip is not None else 5.0)
 
     def normalize(self, value: float) -> float:
         r = check_reward(value)

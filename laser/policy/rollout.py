@@ -191,3 +191,25 @@ def generate_rollout(
         temperature,
         meta,
     )
+
+
+def subset(rollout: Rollout, idx: list[int]) -> Rollout:
+    """The samples ``idx`` of a rollout (e.g. those whose RM scored them), same layout."""
+    index = torch.as_tensor(idx, dtype=torch.long)
+
+    def rows(t):
+        return None if t is None else t[index]
+
+    return Rollout(
+        [rollout.prompts[i] for i in idx],
+        [rollout.completions[i] for i in idx],
+        rollout.group[index],
+        rows(rollout.query_ids),
+        rows(rollout.query_mask),
+        rows(rollout.response_ids),
+        rows(rollout.response_mask),
+        rows(rollout.logprobs),
+        rows(rollout.ref_logprobs),
+        rollout.temperature,
+        {k: [v[i] for i in idx] for k, v in rollout.metadata.items()},
+    )

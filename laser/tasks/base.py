@@ -39,3 +39,12 @@ class Task(Protocol):
 def first_answer(completion: str) -> str:
     """The answer part of a completion: up to the first newline, surrounding spaces stripped."""
     return completion.split("\n", 1)[0].strip()
+
+
+def metadata_columns(examples: list[Example]) -> dict[str, list[Any]]:
+    """Per-sample metadata as columns (``domain=[...]``, ``answer=[...]``): the keyword
+    arguments rule-based RMs (TRL reward-function signature) receive."""
+    if not examples:
+        return {}
+    keys = list(dict.fromkeys(k for e in examples for k in e.meta()))
+    return {k: [e.meta().get(k) for e in examples] for k in keys}

@@ -1,0 +1,302 @@
+"""The LASER loop: per batch, a bandit picks ONE reward model; only that RM scores the samples;
+the policy is updated; the outcome goes back to the bandit.
+
+``Orchestrator.step()`` reads top to bottom in the numbered phases of ../shared/ARCHITECTURE.md.
+Baselines (fixed RM, random, round-robin, ensembles) run through the same loop: they are just
+other selectors, or a pool holding one ensemble.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from laser.features import batch_context
+from laser.policy.rollout import Rollout, generate_rollout, subset
+from laser.policy.trainer import PolicyTrainer
+from laser.rewards.base import RewardModelError, score_checked
+from laser.tasks.base import Example, metadata_columns
+from laser.world.sft import domain_accuracy
+
+
+@dataclass
+class LoopConfig:
+    steps: int = 100
+    batch_size: int = 8  # prompts per step
+    samples_per_prompt: int = 4
+    max_new_tokens: int = 8
+    temperature: float = 1.0
+    selection: str = "batch"  # batch | prompt (prompts grouped by their chosen arm)
+    eval_every: int = 0  # 0: only at the end
+    eval_size: int = 200
+    checkpoint_every: int = 0  # 0: only at the end
+    quarantine_after: int = 3  # consecutive failures of an RM before it leaves the pool
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.selection not in ("batch", "prompt"):
+            raise ValueError(f"loop.selection must be 'batch' or 'prompt', got {self.selection!r}")
+        for name in (
+            "steps",
+            "batch_size",
+            "samples_per_prompt",
+            "max_new_tokens",
+            "quarantine_after",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"loop.{name} must be >= 1, got {getattr(self, name)}")
+
+
+class Orchestrator:
+    """Ties selector, RM pool, policy trainer, featurizer, feedback and logger together.
+
+    ``pool`` maps RM names to RewardModels; arm k of the selector is ``self.arms[k]``. Arms
+    are removed when quarantined and added when a new RM joins on resume.
+    """
+
+    def __init__(
+        self,
+        *,
+        trainer: PolicyTrainer,
+        tokenizer: Any,
+        task: Any,
+        pool: dict,
+        selector: Any,
+        featurizer: Any,
+        feedback: Any,
+        normalizer: Any,
+        logger: Any,
+        config: LoopConfig,
+        checkpointer: Any = None,
+    ) -> None:
+        if selector.num_arms != len(pool):
+            raise ValueError(f"selector has {selector.num_arms} arms for {len(pool)} RMs")
+        self.trainer, self.tokenizer, self.task = trainer, tokenizer, task
+        self.pool, self.arms = dict(pool), list(pool)
+        self.selector, self.featurizer = selector, featurizer
+        self.feedback, self.normalizer = feedback, normalizer
+        self.logger, self.config, self.checkpointer = logger, config, checkpointer
+        self.step_count = 0
+        self.failures: Counter[str] = Counter()  # consecutive failures per RM
+        self.quarantined: list[str] = []
+        self.picks: Counter[str] = Counter()
+        self.eval_examples = task.examples("eval", config.eval_size, seed=config.seed + 17)
+
+    # ------------------------------------------------------------------ the LASER step
+    def step(self) -> dict[str, float]:
+        start = time.perf_counter()
+        examples = self.next_batch()  # 1. prompts (+ metadata)
+        x = self.featurizer(examples)  # 2. (B, d) context features
+        groups, propensity = self.select(x)  # 3. arm per batch, or per prompt
+        rollout = generate_rollout(  # 4. n samples per prompt
+            self.trainer.policy,
+            self.trainer.ref_policy,
+            self.tokenizer,
+            [e.prompt for e in examples],
+            n=self.config.samples_per_prompt,
+            max_new_tokens=self.config.max_new_tokens,
+            temperature=self.config.temperature,
+            metadata=metadata_columns(examples),
+            behaviour_logprobs=False,
+        )
+        rewards, ok = self.score(rollout, groups)  # 5. ONLY the chosen RMs run
+        metrics = self.update(rollout, rewards, ok, groups, x)  # 6.-7. update, feedback
+        metrics.update(self.step_metrics(groups, propensity, rewards, rollout, start))
+        self.step_count += 1
+        self.logger.log(metrics, self.step_count)
+        return metrics
+
+    def next_batch(self) -> list[Example]:
+        """A deterministic function of (seed, step): resuming needs no sampler state."""
+        seed = self.config.seed * 1_000_003 + self.step_count
+        return self.task.examples("train", self.config.batch_size, seed=seed)
+
+    def select(self, x: torch.Tensor) -> tuple[dict[int, list[int]], float]:
+        """{arm: prompt indices} and the mean propensity of the choices made."""
+        if self.config.selection == "batch":
+            context = batch_context(x)
+            arm = self.selector.select(context)
+            prob = float(self.selector.probabilities(context)[arm])
+            return {arm: list(range(x.shape[0]))}, prob
+        groups: dict[int, list[int]] = {}
+        probs = []
+        for i in range(x.shape[0]):
+            arm = self.selector.select(x[i])
+            probs.append(float(self.selector.probabilities(x[i])[arm]))
+            groups.setdefault(arm, []).append(i)
+        return groups, sum(probs) / len(probs)
+
+    def score(
+        self, rollout: Rollout, groups: dict[int, list[int]]
+    ) -> tuple[torch.Tensor, dict[int, bool]]:
+        """Rewards (B,) from each group's chosen RM; ok[arm] is False where the RM failed."""
+        rewards = torch.zeros(rollout.batch_size)
+        ok: dict[int, bool] = {}
+        for arm, prompts in groups.items():
+            idx = [i for i, g in enumerate(rollout.group.tolist()) if g in set(prompts)]
+            name = self.arms[arm]
+            meta = {k: [v[i] for i in idx] for k, v in rollout.metadata.items()}
+            try:
+                rewards[idx] = score_checked(
+                    self.pool[name],
+                    [rollout.prompts[i] for i in idx],
+                    [rollout.completions[i] for i in idx],
+                    **meta,
+                )
+                ok[arm] = True
+                self.failures[name] = 0
+            except RewardModelError as exc:
+                ok[arm] = False
+                self.failures[name] += 1
+                tqdm.write(
+                    f"step {self.step_count + 1}: {exc} (failure {self.failures[name]} "
+                    f"of {self.config.quarantine_after} before quarantine)"
+                )
+        return rewards, ok
+
+    def update(
+        self,
+        rollout: Rollout,
+        rewards: torch.Tensor,
+        ok: dict[int, bool],
+        groups: dict[int, list[int]],
+        x: torch.Tensor,
+    ) -> dict[str, float]:
+        """6. policy update on the samples whose RM scored them; 7. bandit feedback."""
+        good_prompts = {p for arm, ps in groups.items() if ok[arm] for p in ps}
+        keep = [i for i, g in enumerate(rollout.group.tolist()) if g in good_prompts]
+        metrics: dict[str, float] = {}
+        feedback: dict[int, float] = {arm: self.normalizer.floor for arm in groups}
+        if keep:
+            chosen = next(self.arms[a] for a in groups if ok[a])
+            before = self.feedback.before(self, chosen)
+            stats = self.trainer.update(subset(rollout, keep), rewards[keep])
+            raw = self.feedback.after(self, chosen, stats, before)
+            metrics.update(stats.metrics())
+            if raw is not None:
+                metrics["bandit/feedback_raw"] = raw
+                value = self.normalizer.normalize(raw)
+                feedback.update({arm: value for arm in groups if ok[arm]})
+        for arm, prompts in groups.items():
+            for i in prompts if self.config.selection == "prompt" else [None]:
+                context = batch_context(x) if i is None else x[i]
+                self.selector.update(arm, context, feedback[arm])
+        metrics["bandit/feedback"] = sum(feedback.values()) / len(feedback)
+        self.quarantine_failing()
+        return metrics
+
+    def quarantine_failing(self) -> None:
+        for name in [n for n in self.arms if self.failures[n] >= self.config.quarantine_after]:
+            if len(self.arms) == 1:
+                raise RewardModelError(
+                    f"reward model {name!r} failed {self.failures[name]} "
+                    "times in a row and it is the last one in the pool"
+                )
+            try:
+                self.selector.remove_arm(self.arms.index(name))
+            except ValueError as exc:  # e.g. FixedArm cannot lose the arm it always plays
+                raise RewardModelError(
+                    f"reward model {name!r} failed {self.failures[name]} "
+                    f"times in a row and cannot be quarantined: {exc}"
+                ) from exc
+            self.arms.remove(name)
+            self.quarantined.append(name)
+            tqdm.write(
+                f"quarantined reward model {name!r} after {self.failures[name]} "
+                "consecutive failures; training continues without it"
+            )
+
+    # --------------------------------------------------------------------- metrics
+    def rm_cost(self) -> int:
+        return sum(getattr(rm, "forward_samples", 0) for rm in self.pool.values())
+
+    def step_metrics(self, groups, propensity, rewards, rollout, start) -> dict[str, float]:
+        metrics: dict[str, float] = {"bandit/propensity": propensity}
+        for arm, prompts in groups.items():
+            self.picks[self.arms[arm]] += len(prompts)
+            idx = [i for i, g in enumerate(rollout.group.tolist()) if g in set(prompts)]
+            metrics[f"reward/{self.arms[arm]}/mean"] = float(rewards[idx].mean())
+            metrics[f"reward/{self.arms[arm]}/std"] = float(rewards[idx].std(unbiased=False))
+        if len(groups) == 1:
+            metrics["bandit/arm"] = float(next(iter(groups)))
+        total = sum(self.picks.values())
+        for name in self.pool:
+            metrics[f"bandit/arm_frac/{name}"] = self.picks[name] / total
+        seconds = time.perf_counter() - start
+        metrics.update(
+            {
+                "cost/rm_forward_samples": float(self.rm_cost()),
+                "perf/step_time": seconds,
+                "perf/samples_per_sec": rollout.batch_size / seconds,
+            }
+        )
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """Gold accuracy per domain on the held-out set (greedy decoding)."""
+        acc = domain_accuracy(self.trainer.policy, self.tokenizer, self.task, self.eval_examples)
+        out = {f"task/{d}/accuracy": v for d, v in acc.items() if d != "mean"}
+        out["eval/accuracy"] = acc["mean"]
+        self.logger.log(out, self.step_count)
+        return out
+
+    # ------------------------------------------------------------------------ run
+    def run(self, progress: bool = True) -> dict[str, float]:
+        cfg = self.config
+        bar = tqdm(total=cfg.steps, initial=self.step_count, desc="LASER", disable=not progress)
+        while self.step_count < cfg.steps:
+            m = self.step()
+            bar.update(1)
+            arm = self.arms[int(m["bandit/arm"])] if "bandit/arm" in m else "per-prompt"
+            bar.set_postfix(arm=arm, feedback=f"{m['bandit/feedback']:.2f}")
+            if cfg.eval_every and self.step_count % cfg.eval_every == 0:
+                self.evaluate()
+            if (
+                self.checkpointer
+                and cfg.checkpoint_every
+                and (self.step_count % cfg.checkpoint_every == 0)
+            ):
+                self.checkpointer.save(self)
+        bar.close()
+        final = self.evaluate()
+        if self.checkpointer:
+            self.checkpointer.save(self)
+        return final
+
+    # ------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step_count,
+            "arms": list(self.arms),
+            "quarantined": list(self.quarantined),
+            "failures": dict(self.failures),
+            "picks": dict(self.picks),
+            "trainer": self.trainer.state_dict(),
+            "selector": self.selector.state_dict(),
+            "normalizer": self.normalizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a run; RMs added to the pool since get fresh arms, removed ones are dropped."""
+        self.trainer.load_state_dict(state["trainer"])
+        self.selector.load_state_dict(state["selector"])
+        self.normalizer.load_state_dict(state["normalizer"])
+        self.step_count = int(state["step"])
+        self.failures = Counter({k: int(v) for k, v in state["failures"].items()})
+        self.picks = Counter({k: int(v) for k, v in state["picks"].items()})
+        self.quarantined = [n for n in state["quarantined"]]
+        arms = list(state["arms"])
+        for name in [n for n in arms if n not in self.pool]:
+            self.selector.remove_arm(arms.index(name))
+            arms.remove(name)
+            tqdm.write(f"reward model {name!r} is no longer in the pool: its arm is dropped")
+        for name in [n for n in self.pool if n not in arms and n not in self.quarantined]:
+            self.selector.add_arm()
+            arms.append(name)
+            tqdm.write(f"reward model {name!r} joined the pool: new arm, fresh statistics")
+        self.arms = arms

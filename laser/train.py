@@ -1,0 +1,156 @@
+"""Assemble a LASER run from a validated config: world, pool, selector, featurizer, feedback,
+logger, trainer, checkpoints. ``laser.cli.train`` (Hydra) calls ``build_loop``; tests call it
+directly with composed configs.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from laser.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from laser.features import Projected, minilm_path
+from laser.orchestrator import LoopConfig, Orchestrator
+from laser.policy import PolicyConfig, PolicyTrainer
+from laser.rewards import AgreementEnsemble, MeanEnsemble, MinEnsemble, UncertaintyEnsemble
+from laser.world import WorldConfig, prepare_world
+from laser.world.prepare import make_suite
+
+ENSEMBLES = {
+    "mean": MeanEnsemble,
+    "min": MinEnsemble,
+    "mean_minus_std": UncertaintyEnsemble,
+    "agreement": AgreementEnsemble,
+}
+
+
+@dataclass
+class TrainConfig:
+    """The typed part of conf/train.yaml; ``bandit``, ``features``, ``feedback`` and
+    ``logger`` are Hydra ``_target_`` nodes instantiated as they are."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    pool: str = "individual"  # individual: one arm per RM | ensemble: one arm, all RMs
+    ensemble: str = "mean"  # mean | min | mean_minus_std | agreement (pool=ensemble)
+    cache_dir: str = ".cache/laser"
+    output_dir: str = "outputs/run"
+    resume: str | None = None  # a run directory or a checkpoint file
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+def typed(cfg: DictConfig) -> TrainConfig:
+    """Validate the typed keys (wrong types, unknown keys, bad values fail here)."""
+    keys = [f for f in TrainConfig.__dataclass_fields__ if f in cfg]
+    plain = OmegaConf.masked_copy(cfg, keys)
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), plain))
+
+
+class RunCheckpointer:
+    """Writes the loop's state to ``<directory>/ckpt-*.pt`` (atomic, last ``keep`` kept)."""
+
+    def __init__(self, directory: str | Path, pool_description: dict[str, str], keep: int = 2):
+        self.directory, self.keep = Path(directory), keep
+        self.pool_description = pool_description
+
+    def save(self, loop: Orchestrator) -> Path:
+        state = {**loop.state_dict(), "pool": self.pool_description}
+        return save_checkpoint(self.directory, loop.step_count, state, keep=self.keep)
+
+
+def build_pool(cfg: TrainConfig, world) -> dict[str, Any]:
+    rms = world.reward_models(max_length=cfg.world.max_length)
+    if cfg.pool == "individual":
+        return rms
+    if cfg.pool != "ensemble" or cfg.ensemble not in ENSEMBLES:
+        raise ValueError(
+            f"pool must be 'individual' or 'ensemble' (with ensemble in "
+            f"{sorted(ENSEMBLES)}), got {cfg.pool!r} / {cfg.ensemble!r}"
+        )
+    ensemble = ENSEMBLES[cfg.ensemble](list(rms.values()), name=f"{cfg.ensemble}_ensemble")
+    return {ensemble.name: ensemble}
+
+
+def build_featurizer(node: DictConfig, policy, tokenizer, domains: list[str], seed: int):
+    """Instantiate the featurizer, giving it whichever of policy/tokenizer/domains it takes."""
+    partial = instantiate(node.featurizer)
+    wanted = inspect.signature(partial.func).parameters
+    available = {"policy": policy, "tokenizer": tokenizer, "domains": domains}
+    if "path" in wanted:  # a sentence encoder: the configured path or the shipped MiniLM
+        available["path"] = node.get("path") or minilm_path()
+    featurizer = partial(**{k: v for k, v in available.items() if k in wanted})
+    if node.get("projection_dim"):
+        featurizer = Projected(
+            featurizer,
+            int(node.projection_dim),
+            seed=seed,
+            normalize=bool(node.get("normalize", True)),
+        )
+    return featurizer
+
+
+def build_feedback(node: DictConfig, task, seed: int):
+    signal = instantiate(node.signal)
+    if callable(signal) and not hasattr(signal, "after"):  # a partial waiting for its probe
+        probe = task.examples("eval", int(node.probe_size), seed=seed + 29)
+        signal = signal(probe=probe)
+    return signal, instantiate(node.normalizer)
+
+
+def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
+    """Everything a run needs, restored from a checkpoint when ``resume`` is set."""
+    config = typed(cfg)
+    torch.manual_seed(config.loop.seed)  # sampling uses the global RNG: a run is its seed
+    world = prepare_world(config.world, config.cache_dir, progress=config.progress)
+    tokenizer, policy = world.tokenizer(), world.policy()
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tokenizer, config.policy)
+    task = make_suite(config.world)
+    pool = build_pool(config, world)
+    featurizer = build_featurizer(
+        cfg.features, trainer.policy, tokenizer, list(config.world.task.domains), config.loop.seed
+    )
+    sizes = {"num_arms": len(pool)}
+    if "dim" in cfg.bandit.keys():
+        sizes["dim"] = featurizer.dim
+    selector = instantiate(cfg.bandit, **sizes)
+    signal, normalizer = build_feedback(cfg.feedback, task, config.loop.seed)
+    description = {name: str(world.path / "rms" / name) for name in world.reward_model_names}
+    run_dir = Path(
+        config.resume if config.resume and Path(config.resume).is_dir() else config.output_dir
+    )
+    checkpointer = RunCheckpointer(run_dir / "checkpoints", description, config.keep_checkpoints)
+    loop = Orchestrator(
+        trainer=trainer,
+        tokenizer=tokenizer,
+        task=task,
+        pool=pool,
+        selector=selector,
+        featurizer=featurizer,
+        feedback=signal,
+        normalizer=normalizer,
+        logger=logger,
+        config=config.loop,
+        checkpointer=checkpointer,
+    )
+    if config.resume:
+        resume(loop, Path(config.resume))
+    return loop
+
+
+def resume(loop: Orchestrator, where: Path) -> Path:
+    """Load the newest checkpoint of a run directory (or the given checkpoint file)."""
+    path = where if where.is_file() else latest_checkpoint(where / "checkpoints")
+    if path is None:
+        raise FileNotFoundError(f"no checkpoint to resume from in {where / 'checkpoints'}")
+    loop.load_state_dict(load_checkpoint(path))
+    print(f"resumed from {path} at step {loop.step_count}")
+    return path

@@ -1,0 +1,217 @@
+"""The LASER loop on the tiny built-in world: every algo x selector runs; resume is exact;
+faulty RMs are handled; only the chosen RM's passes are counted; logging; configs compose."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from laser.cli import CONF_DIR
+from laser.logging import JsonlLogger, NullLogger
+from laser.rewards import FunctionReward
+from laser.train import build_loop
+
+BANDITS = sorted(p.stem for p in (Path(CONF_DIR) / "bandit").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("world-cache")
+
+
+def cfg_for(cache, tmp_path, *overrides, experiment="smoke"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[
+                f"experiment={experiment}",
+                f"cache_dir={cache}",
+                f"output_dir={tmp_path}",
+                "progress=false",
+                "logger=none",
+                *overrides,
+            ],
+        )
+
+
+def run(cfg, logger=None):
+    loop = build_loop(cfg, logger or NullLogger())
+    final = loop.run(progress=False)
+    return loop, final
+
+
+@pytest.mark.parametrize("policy", ["ppo", "a2c", "dpo"])
+@pytest.mark.parametrize("bandit", BANDITS)
+def test_smoke_every_algo_and_selector(cache, tmp_path, policy, bandit):
+    loop, final = run(cfg_for(cache, tmp_path, f"policy={policy}", f"bandit={bandit}"))
+    assert loop.step_count == 3 and 0.0 <= final["eval/accuracy"] <= 1.0
+    assert sum(loop.picks.values()) == 3 * 4  # every prompt of every step went to one RM
+    assert (tmp_path / "checkpoints").is_dir()
+
+
+@pytest.mark.parametrize("features", ["policy_mean", "policy_last", "domain_onehot", "sentence"])
+@pytest.mark.parametrize("feedback", ["neg_loss", "reward_gain", "gold_gain"])
+def test_features_and_feedback_options(cache, tmp_path, features, feedback):
+    loop, _ = run(
+        cfg_for(
+            cache,
+            tmp_path,
+            f"features={features}",
+            f"feedback={feedback}",
+            "feedback.probe_size=4",
+            "loop.steps=2",
+        )
+    )
+    assert loop.step_count == 2
+
+
+def test_per_prompt_selection_groups_prompts(cache, tmp_path):
+    loop, _ = run(cfg_for(cache, tmp_path, "loop.selection=prompt", "bandit=random"))
+    assert sum(loop.picks.values()) == 12 and len(loop.picks) == 2
+
+
+def test_only_the_chosen_rm_runs_but_an_ensemble_runs_all(cache, tmp_path):
+    loop, _ = run(cfg_for(cache, tmp_path, "bandit=round_robin"))
+    per_step = 4 * 2  # prompts x samples
+    assert loop.rm_cost() == 3 * per_step  # one RM per batch
+    ens, _ = run(cfg_for(cache, tmp_path / "e", "pool=ensemble", "bandit=fixed"))
+    assert list(ens.pool) == ["mean_ensemble"] and ens.rm_cost() == 3 * per_step * 2
+
+
+def test_resume_after_interruption_is_exact(cache, tmp_path):
+    full, _ = run(cfg_for(cache, tmp_path / "full", "loop.steps=4", "loop.checkpoint_every=2"))
+    first = build_loop(
+        cfg_for(cache, tmp_path / "cut", "loop.steps=4", "loop.checkpoint_every=2"), NullLogger()
+    )
+    first.step()
+    first.step()
+    first.checkpointer.save(first)
+    first.step()  # work after the checkpoint is lost, as with kill -9
+    resumed, _ = run(cfg_for(cache, tmp_path / "new", "loop.steps=4", f"resume={tmp_path / 'cut'}"))
+    assert resumed.step_count == 4
+    a, b = full.selector.state_dict(), resumed.selector.state_dict()
+    assert a["kind"] == b["kind"]
+    for arm_a, arm_b in zip(a["state"]["arms"], b["state"]["arms"]):
+        torch.testing.assert_close(arm_a["A"], arm_b["A"])
+        torch.testing.assert_close(arm_a["b"], arm_b["b"])
+    for pa, pb in zip(full.trainer.policy.parameters(), resumed.trainer.policy.parameters()):
+        torch.testing.assert_close(pa, pb)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(cache, tmp_path):
+    loop, _ = run(cfg_for(cache, tmp_path / "r", "loop.checkpoint_every=1"))
+    ckpts = sorted((tmp_path / "r" / "checkpoints").glob("ckpt-*.pt"))
+    ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:100])
+    from laser.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="resume from"):
+        build_loop(cfg_for(cache, tmp_path / "n", f"resume={tmp_path / 'r'}"), NullLogger())
+
+
+def _replace(loop, name, fn):
+    loop.pool[name] = FunctionReward(fn, name)
+
+
+def broken(prompts, completions, **kw):
+    raise RuntimeError("GPU fell off")
+
+
+def test_a_throwing_rm_gets_worst_feedback_then_quarantine(cache, tmp_path):
+    loop = build_loop(
+        cfg_for(cache, tmp_path, "bandit=round_robin", "loop.steps=6", "loop.quarantine_after=2"),
+        NullLogger(),
+    )
+    bad = loop.arms[0]
+    _replace(loop, bad, broken)
+    before = [p.clone() for p in loop.trainer.policy.parameters()]
+    m = loop.step()  # round robin plays the broken arm 0 first
+    assert m["bandit/feedback"] == loop.normalizer.floor
+    assert all(torch.equal(a, b) for a, b in zip(before, loop.trainer.policy.parameters()))
+    loop.step()  # arm 1 works
+    assert not loop.quarantined
+    loop.step()  # arm 0 fails a second time in a row
+    assert loop.quarantined == [bad] and bad not in loop.arms and loop.selector.num_arms == 1
+    loop.run(progress=False)  # training continues with the remaining RM
+    assert loop.step_count == 6
+
+
+def test_a_fixed_baseline_whose_rm_keeps_failing_stops_with_a_clear_error(cache, tmp_path):
+    loop = build_loop(
+        cfg_for(cache, tmp_path, "bandit=fixed", "loop.quarantine_after=2"), NullLogger()
+    )
+    _replace(loop, loop.arms[0], broken)
+    loop.step()
+    from laser.rewards import RewardModelError
+
+    with pytest.raises(RewardModelError, match="cannot be quarantined"):
+        loop.step()
+
+
+def test_a_nan_rm_in_per_prompt_mode_only_loses_its_prompts(cache, tmp_path):
+    loop = build_loop(
+        cfg_for(cache, tmp_path, "bandit=random", "loop.selection=prompt"), NullLogger()
+    )
+    _replace(loop, loop.arms[1], lambda prompts, completions, **kw: [math.nan] * len(prompts))
+    m = loop.step()
+    assert loop.failures[loop.arms[1]] in (0, 1) and "bandit/feedback" in m
+
+
+def test_new_rm_on_resume_gets_a_fresh_arm(cache, tmp_path):
+    loop, _ = run(cfg_for(cache, tmp_path / "a"))
+    state = loop.state_dict()
+    loop2 = build_loop(cfg_for(cache, tmp_path / "b"), NullLogger())
+    loop2.pool["verifier"] = FunctionReward(
+        lambda prompts, completions, **kw: [1.0] * len(prompts), "verifier"
+    )
+    loop2.load_state_dict(state)
+    assert loop2.arms[-1] == "verifier" and loop2.selector.num_arms == 3
+    del loop2.pool["verifier"]
+    loop2.load_state_dict(state)  # and dropped cleanly when it leaves again
+    assert loop2.selector.num_arms == 2
+
+
+def test_jsonl_logger_writes_the_documented_keys(cache, tmp_path):
+    logger = JsonlLogger(tmp_path / "m.jsonl")
+    run(cfg_for(cache, tmp_path), logger)
+    logger.close()
+    lines = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    keys = set().union(*lines)
+    expected = {
+        "bandit/arm",
+        "bandit/feedback",
+        "bandit/propensity",
+        "policy/loss",
+        "policy/pg_loss",
+        "policy/kl_ref",
+        "cost/rm_forward_samples",
+        "perf/step_time",
+        "perf/samples_per_sec",
+        "eval/accuracy",
+    }
+    assert expected <= keys
+    assert any(k.startswith("bandit/arm_frac/") for k in keys)
+    assert any(k.startswith("reward/") and k.endswith("/mean") for k in keys)
+    assert any(k.startswith("task/") and k.endswith("/accuracy") for k in keys)
+
+
+def test_wandb_offline_run_directory(cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    from hydra.utils import instantiate
+
+    cfg = cfg_for(cache, tmp_path, "logger=wandb")
+    logger = instantiate(cfg.logger)
+    run(cfg, logger)
+    logger.close()
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(cache, tmp_path, experiment):
+    cfg = cfg_for(cache, tmp_path, experiment=experiment)
+    assert cfg.loop.steps >= 1 and "bandit" in cfg
