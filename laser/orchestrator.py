@@ -85,6 +85,7 @@ class Orchestrator:
         self.failures: Counter[str] = Counter()  # consecutive failures per RM
         self.quarantined: list[str] = []
         self.picks: Counter[str] = Counter()
+        self.cost_offset = 0  # RM forward samples spent before a resume
         self.eval_examples = task.examples("eval", config.eval_size, seed=config.seed + 17)
 
     # ------------------------------------------------------------------ the LASER step
@@ -213,7 +214,10 @@ class Orchestrator:
 
     # --------------------------------------------------------------------- metrics
     def rm_cost(self) -> int:
-        return sum(getattr(rm, "forward_samples", 0) for rm in self.pool.values())
+        """RM forward samples of the whole run (including before a resume)."""
+        return self.cost_offset + sum(
+            getattr(rm, "forward_samples", 0) for rm in self.pool.values()
+        )
 
     def step_metrics(self, groups, propensity, rewards, rollout, start) -> dict[str, float]:
         metrics: dict[str, float] = {"bandit/propensity": propensity}
@@ -276,6 +280,7 @@ class Orchestrator:
             "quarantined": list(self.quarantined),
             "failures": dict(self.failures),
             "picks": dict(self.picks),
+            "rm_forward_samples": self.rm_cost(),
             "trainer": self.trainer.state_dict(),
             "selector": self.selector.state_dict(),
             "normalizer": self.normalizer.state_dict(),
@@ -289,6 +294,8 @@ class Orchestrator:
         self.step_count = int(state["step"])
         self.failures = Counter({k: int(v) for k, v in state["failures"].items()})
         self.picks = Counter({k: int(v) for k, v in state["picks"].items()})
+        spent_here = self.rm_cost() - self.cost_offset
+        self.cost_offset = int(state["rm_forward_samples"]) - spent_here
         self.quarantined = [n for n in state["quarantined"]]
         arms = list(state["arms"])
         for name in [n for n in arms if n not in self.pool]:

@@ -93,6 +93,7 @@ def test_resume_after_interruption_is_exact(cache, tmp_path):
     first.step()  # work after the checkpoint is lost, as with kill -9
     resumed, _ = run(cfg_for(cache, tmp_path / "new", "loop.steps=4", f"resume={tmp_path / 'cut'}"))
     assert resumed.step_count == 4
+    assert resumed.rm_cost() == full.rm_cost()  # the cost before the resume is kept
     a, b = full.selector.state_dict(), resumed.selector.state_dict()
     assert a["kind"] == b["kind"]
     for arm_a, arm_b in zip(a["state"]["arms"], b["state"]["arms"]):
@@ -215,3 +216,19 @@ def test_wandb_offline_run_directory(cache, tmp_path, monkeypatch):
 def test_every_experiment_composes(cache, tmp_path, experiment):
     cfg = cfg_for(cache, tmp_path, experiment=experiment)
     assert cfg.loop.steps >= 1 and "bandit" in cfg
+
+
+@pytest.mark.parametrize(
+    "launcher,plugin",
+    [
+        ("slurm", "hydra_plugins.hydra_submitit_launcher"),
+        ("ray", "hydra_plugins.hydra_ray_launcher"),
+    ],
+)
+def test_cluster_launcher_configs_compose(launcher, plugin):
+    pytest.importorskip(plugin)  # the submitit plugin is a dev dependency; Ray is optional
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True
+        )
+    assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
