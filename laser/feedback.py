@@ -33,7 +33,12 @@ class FeedbackSignal(Protocol):
 
 
 class NegLoss:
-    """-train_loss of the update (LASeR, Nguyen et al. 2024, Sec. 3.2)."""
+    """-train_loss of the update (LASeR, Nguyen et al. 2024, Sec. 3.2).
+
+    Meaningful for DPO (the paper's update): the DPO + NLL loss on pairs ranked by the chosen
+    RM. With PPO run as a single on-policy pass the surrogate loss is -mean(whitened A) = 0 by
+    construction, so this signal carries nothing there: use reward_gain or gold_gain.
+    """
 
     name = "neg_loss"
 

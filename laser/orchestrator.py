@@ -86,6 +86,7 @@ class Orchestrator:
         self.quarantined: list[str] = []
         self.picks: Counter[str] = Counter()
         self.cost_offset = 0  # RM forward samples spent before a resume
+        self.last_eval: dict[str, float] | None = None
         self.eval_examples = task.examples("eval", config.eval_size, seed=config.seed + 17)
 
     # ------------------------------------------------------------------ the LASER step
@@ -247,6 +248,7 @@ class Orchestrator:
         out = {f"task/{d}/accuracy": v for d, v in acc.items() if d != "mean"}
         out["eval/accuracy"] = acc["mean"]
         self.logger.log(out, self.step_count)
+        self.last_eval = out
         return out
 
     # ------------------------------------------------------------------------ run
@@ -267,7 +269,8 @@ class Orchestrator:
             ):
                 self.checkpointer.save(self)
         bar.close()
-        final = self.evaluate()
+        evaluated_now = cfg.eval_every and self.step_count % cfg.eval_every == 0
+        final = self.last_eval if evaluated_now and self.last_eval else self.evaluate()
         if self.checkpointer:
             self.checkpointer.save(self)
         return final

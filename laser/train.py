@@ -109,9 +109,11 @@ def build_feedback(node: DictConfig, task, seed: int):
 def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     """Everything a run needs, restored from a checkpoint when ``resume`` is set."""
     config = typed(cfg)
-    torch.manual_seed(config.loop.seed)  # sampling uses the global RNG: a run is its seed
     world = prepare_world(config.world, config.cache_dir, progress=config.progress)
     tokenizer, policy = world.tokenizer(), world.policy()
+    # sampling uses the global RNG: seed it after the (possibly cached) world is ready, so a
+    # run depends on its seed alone, not on whether the world had to be built first
+    torch.manual_seed(config.loop.seed)
     trainer = PolicyTrainer(policy, copy.deepcopy(policy), tokenizer, config.policy)
     task = make_suite(config.world)
     pool = build_pool(config, world)
