@@ -232,3 +232,33 @@ def test_cluster_launcher_configs_compose(launcher, plugin):
             config_name="train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True
         )
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
+
+
+def test_multirun_sweep_with_the_basic_launcher(cache, tmp_path):
+    """laser-train -m runs one job per combination (Hydra's basic launcher)."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "laser-train"
+    done = subprocess.run(
+        [
+            str(script),
+            "-m",
+            "experiment=smoke",
+            "bandit=random,round_robin",
+            f"cache_dir={cache}",
+            "logger=jsonl",
+            "progress=false",
+            "loop.steps=2",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1"),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("final gold accuracy") == 2
+    assert len(list(tmp_path.glob("*/metrics.jsonl"))) == 2
