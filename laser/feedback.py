@@ -3,7 +3,11 @@
 Each signal has ``before(loop, rm_name)`` (measured before the update; may return None) and
 ``after(loop, rm_name, stats, before) -> float | None`` (the raw feedback; None when the update
 taught nothing, e.g. DPO found no preference pair). The loop passes the raw value through a
-normaliser from ``laser.bandits.normalizers`` before the bandit sees it.
+normaliser from ``laser.bandits.normalizers`` before the bandit sees it. An RM whose scores
+taught nothing earns the normaliser's floor, like a failed one: otherwise an RM that scores
+everything alike would never be updated and a UCB rule could keep picking it. In per-prompt
+mode each chosen RM is measured separately by the probe signals; NegLoss is the loss of the
+one joint update, shared by the RMs of the batch.
 
 - ``NegLoss`` (the LASeR paper): minus the policy's training loss on the batch built with the
   chosen RM (``StepStats.train_loss``). Free: no extra forward pass.

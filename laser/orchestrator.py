@@ -87,6 +87,7 @@ class Orchestrator:
         self.picks: Counter[str] = Counter()
         self.cost_offset = 0  # RM forward samples spent before a resume
         self.last_eval: dict[str, float] | None = None
+        self.last_choice: list[str] = []
         self.eval_examples = task.examples("eval", config.eval_size, seed=config.seed + 17)
 
     # ------------------------------------------------------------------ the LASER step
@@ -109,6 +110,8 @@ class Orchestrator:
         rewards, ok = self.score(rollout, groups)  # 5. ONLY the chosen RMs run
         metrics = self.update(rollout, rewards, ok, groups, x)  # 6.-7. update, feedback
         metrics.update(self.step_metrics(groups, propensity, rewards, rollout, start))
+        self.last_choice = [self.arms[a] for a in groups]  # names, before any quarantine
+        self.quarantine_failing()  # only now: arm indices above refer to this step's pool
         self.step_count += 1
         self.logger.log(metrics, self.step_count)
         return metrics
@@ -175,22 +178,56 @@ class Orchestrator:
         metrics: dict[str, float] = {}
         feedback: dict[int, float] = {arm: self.normalizer.floor for arm in groups}
         if keep:
-            chosen = next(self.arms[a] for a in groups if ok[a])
-            before = self.feedback.before(self, chosen)
-            stats = self.trainer.update(subset(rollout, keep), rewards[keep])
-            raw = self.feedback.after(self, chosen, stats, before)
+            working = [a for a in groups if ok[a]]
+            before = {a: self._measure(self.feedback.before, a) for a in working}
+            stats = self.trainer.update(
+                subset(rollout, keep), self.scaled(rewards, groups, ok, rollout)[keep]
+            )
             metrics.update(stats.metrics())
-            if raw is not None:
-                metrics["bandit/feedback_raw"] = raw
-                value = self.normalizer.normalize(raw)
-                feedback.update({arm: value for arm in groups if ok[arm]})
+            raws = []
+            for arm in working:  # each RM's own measurement (probe signals); -loss is shared
+                raw = self._measure(self.feedback.after, arm, stats, before[arm])
+                if raw is not None:
+                    raws.append(raw)
+                    feedback[arm] = self.normalizer.normalize(raw)
+            if raws:
+                metrics["bandit/feedback_raw"] = sum(raws) / len(raws)
         for arm, prompts in groups.items():
             for i in prompts if self.config.selection == "prompt" else [None]:
                 context = batch_context(x) if i is None else x[i]
                 self.selector.update(arm, context, feedback[arm])
         metrics["bandit/feedback"] = sum(feedback.values()) / len(feedback)
-        self.quarantine_failing()
         return metrics
+
+    def _measure(self, fn, arm: int, *args: Any) -> Any:
+        """A feedback measurement; an RM failing during it counts as that RM's failure."""
+        name = self.arms[arm]
+        try:
+            return fn(self, name, *args)
+        except RewardModelError as exc:
+            self.failures[name] += 1
+            tqdm.write(f"step {self.step_count + 1}: feedback probe failed: {exc}")
+            return None
+
+    def scaled(
+        self,
+        rewards: torch.Tensor,
+        groups: dict[int, list[int]],
+        ok: dict[int, bool],
+        rollout: Rollout,
+    ) -> torch.Tensor:
+        """With several RMs in one batch (per-prompt selection), z-score each RM's rewards so
+        their different scales do not mix in one update; one RM's rewards pass unchanged."""
+        if sum(ok.values()) < 2:
+            return rewards
+        out = rewards.clone()
+        for arm, prompts in groups.items():
+            if not ok[arm]:
+                continue  # its samples are not trained on
+            idx = [i for i, g in enumerate(rollout.group.tolist()) if g in set(prompts)]
+            values = rewards[idx]
+            out[idx] = (values - values.mean()) / values.std(unbiased=False).clamp_min(1e-6)
+        return out
 
     def quarantine_failing(self) -> None:
         for name in [n for n in self.arms if self.failures[n] >= self.config.quarantine_after]:
@@ -258,7 +295,7 @@ class Orchestrator:
         while self.step_count < cfg.steps:
             m = self.step()
             bar.update(1)
-            arm = self.arms[int(m["bandit/arm"])] if "bandit/arm" in m else "per-prompt"
+            arm = self.last_choice[0] if len(self.last_choice) == 1 else "per-prompt"
             bar.set_postfix(arm=arm, feedback=f"{m['bandit/feedback']:.2f}")
             if cfg.eval_every and self.step_count % cfg.eval_every == 0:
                 self.evaluate()

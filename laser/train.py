@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from laser.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from laser.features import Projected, minilm_path
+from laser.features import Normalized, Projected, minilm_path
 from laser.orchestrator import LoopConfig, Orchestrator
 from laser.policy import PolicyConfig, PolicyTrainer
 from laser.rewards import AgreementEnsemble, MeanEnsemble, MinEnsemble, UncertaintyEnsemble
@@ -95,6 +95,8 @@ def build_featurizer(node: DictConfig, policy, tokenizer, domains: list[str], se
             seed=seed,
             normalize=bool(node.get("normalize", True)),
         )
+    elif node.get("normalize"):
+        featurizer = Normalized(featurizer)
     return featurizer
 
 

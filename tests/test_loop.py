@@ -262,3 +262,45 @@ def test_multirun_sweep_with_the_basic_launcher(cache, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("final gold accuracy") == 2
     assert len(list(tmp_path.glob("*/metrics.jsonl"))) == 2
+
+
+def test_quarantining_the_last_arm_keeps_metrics_on_the_right_rm(cache, tmp_path):
+    loop = build_loop(
+        cfg_for(cache, tmp_path, "bandit=round_robin", "loop.steps=4", "loop.quarantine_after=1"),
+        NullLogger(),
+    )
+    good, bad = loop.arms
+    _replace(loop, bad, broken)
+    loop.step()  # arm 0 works
+    m = loop.step()  # arm 1 fails and is quarantined at the end of the step
+    assert loop.quarantined == [bad] and loop.last_choice == [bad]
+    assert m[f"bandit/arm_frac/{bad}"] == 0.5 and f"reward/{bad}/mean" in m
+    loop.run(progress=False)
+    assert loop.step_count == 4 and loop.picks[good] == 3 * 4
+
+
+def test_probe_failure_counts_as_an_rm_failure(cache, tmp_path):
+    loop = build_loop(
+        cfg_for(
+            cache,
+            tmp_path,
+            "bandit=fixed",
+            "feedback=reward_gain",
+            "feedback.probe_size=3",
+            "loop.quarantine_after=5",
+        ),
+        NullLogger(),
+    )
+
+    def nan_on_probe(prompts, completions, **kw):
+        return [math.nan if len(prompts) == 3 else 0.5] * len(prompts)
+
+    _replace(loop, loop.arms[0], nan_on_probe)
+    m = loop.step()
+    assert loop.failures[loop.arms[0]] >= 1 and m["bandit/feedback"] == loop.normalizer.floor
+
+
+def test_normalize_without_projection(cache, tmp_path):
+    loop = build_loop(cfg_for(cache, tmp_path, "features.projection_dim=null"), NullLogger())
+    x = loop.featurizer(loop.next_batch())
+    torch.testing.assert_close(x.norm(dim=1), torch.ones(x.shape[0]))
