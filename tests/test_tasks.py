@@ -182,3 +182,19 @@ def test_multiple_choice_and_strategyqa(tmp_path):
 def test_example_meta_carries_domain_and_answer():
     ex = Example("p", "a", "d", {"extra": 1})
     assert ex.meta() == {"domain": "d", "answer": "a", "extra": 1}
+
+
+def test_preference_rows_malformed_and_on_policy_negatives():
+    examples = SyntheticSuite(("max",)).examples("train", 2000, seed=0)
+    rows = preference_rows(examples, seed=0, malformed_share=0.5)
+    digit = sum(len(r["rejected"]) == 1 and r["rejected"].isdigit() for r in rows) / 2000
+    # half the rejected answers are malformed: 1-3 chars from 15 symbols, so one in
+    # 1/3 * 10/15 of those is still a single digit -> 0.5 * (1 - 2/9) = 0.389 are not
+    assert 0.36 < 1 - digit < 0.42
+    assert all(r["rejected"] != e.answer == r["chosen"] for r, e in zip(rows, examples))
+    sampled = {e.prompt: ["zz"] for e in examples[:1000]}  # only half the prompts have samples
+    rows = preference_rows(examples, seed=0, sampled=sampled, on_policy_share=1.0)
+    assert all((r["rejected"] == "zz") == (r["prompt"] in sampled) for r in rows)
+    assert sum(r["rejected"] == "zz" for r in rows) >= 1000
+    with pytest.raises(ValueError, match="on_policy_share"):
+        preference_rows(examples, seed=0, on_policy_share=-0.1)

@@ -4,6 +4,7 @@ when corrupt or partial; the laser-prepare config composes and validates."""
 import json
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from laser.cli import CONF_DIR, to_prepare_config
@@ -116,3 +117,19 @@ def test_bad_world_config_fails_before_building(tmp_path):
     with pytest.raises(ValueError, match="max_rm"):
         prepare_world(cfg, tmp_path, progress=False)
     assert not any(p.name.startswith(tuple("0123456789abcdef")) for p in tmp_path.iterdir())
+
+
+def test_sampled_wrong_answers_are_wrong_and_leave_the_rng_alone(built):
+    from laser.tasks.synthetic import SyntheticSuite
+    from laser.world.negatives import sampled_wrong_answers
+
+    _, world = built
+    suite = SyntheticSuite(("reverse", "max"))
+    examples = suite.examples("train", 60, seed=3)
+    state = torch.random.get_rng_state()
+    wrong = sampled_wrong_answers(world.policy(), world.tokenizer(), suite, examples, n=4)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert set(wrong) == {e.prompt for e in examples}
+    for e in examples:
+        assert all(s.strip() and suite.evaluate(e.prompt, s, e.meta()) < 1 for s in wrong[e.prompt])
+    assert sum(map(len, wrong.values())) > 0  # a short SFT leaves the policy making mistakes

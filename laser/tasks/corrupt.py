@@ -60,23 +60,56 @@ def longer_wrong(rng: random.Random, example: Example) -> str:
     return example.answer + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
 
 
+MALFORMED_ALPHABET = "abcde0123456789"
+
+
+def malformed(rng: random.Random, example: Example) -> str:
+    """An answer of the wrong shape: 1 to len(gold)+2 characters from any domain's alphabet.
+
+    A policy under RL drifts into such outputs (letters for a digit, a truncated sort); an RM
+    that only ever compared gold with same-shape corruptions has never seen them and can rank
+    them above the gold, which RL then exploits (measured: every RM collapsed the policy).
+    """
+    for _ in range(20):
+        n = rng.randint(1, len(example.answer) + 2)
+        wrong = "".join(rng.choice(MALFORMED_ALPHABET) for _ in range(n))
+        if wrong != example.answer:
+            return wrong
+    raise ValueError(f"cannot build a malformed answer for {example.answer!r}")
+
+
 def preference_rows(
-    examples: list[Example], seed: int, *, label_noise: float = 0.0, length_bias: float = 0.0
+    examples: list[Example],
+    seed: int,
+    *,
+    label_noise: float = 0.0,
+    length_bias: float = 0.0,
+    malformed_share: float = 0.0,
+    sampled: dict[str, list[str]] | None = None,
+    on_policy_share: float = 0.0,
 ) -> list[dict]:
     """TRL-format rows (prompt, chosen, rejected, domain) from gold vs corrupted answers.
 
     With probability ``length_bias`` a pair prefers a longer WRONG answer over the gold one;
+    otherwise the rejected answer is, with probability ``on_policy_share``, one of the wrong
+    answers the policy sampled for the prompt (``sampled[prompt]``, when it has any), else
+    malformed with probability ``malformed_share``, else a plausible same-shape corruption;
     with probability ``label_noise`` chosen and rejected are swapped.
     """
-    if not 0.0 <= label_noise <= 1.0 or not 0.0 <= length_bias <= 1.0:
-        raise ValueError(
-            f"label_noise and length_bias must lie in [0, 1], got {label_noise}, {length_bias}"
-        )
+    shares = {"label_noise": label_noise, "length_bias": length_bias}
+    shares.update(malformed_share=malformed_share, on_policy_share=on_policy_share)
+    bad = {k: v for k, v in shares.items() if not 0.0 <= v <= 1.0}
+    if bad:
+        raise ValueError(f"{', '.join(bad)} must lie in [0, 1], got {bad}")
     rng = random.Random(seed)
     rows = []
     for ex in examples:
         if rng.random() < length_bias:
             chosen, rejected = longer_wrong(rng, ex), ex.answer
+        elif (sampled or {}).get(ex.prompt) and rng.random() < on_policy_share:
+            chosen, rejected = ex.answer, rng.choice(sampled[ex.prompt])
+        elif malformed_share and rng.random() < malformed_share:
+            chosen, rejected = ex.answer, malformed(rng, ex)
         else:
             chosen, rejected = ex.answer, corrupt(rng, ex)
         if rng.random() < label_noise:

@@ -42,6 +42,12 @@ class RMSpec:
     label_noise: float = 0.0  # share of training pairs with chosen/rejected swapped
     length_bias: float = 0.0  # share of pairs preferring a longer WRONG answer ...
     bias_domains: list[str] | None = None  # ... on these domains (null: all of its domains)
+    # where the rejected answer of an (unbiased) pair comes from: a wrong sample of the SFT
+    # policy with probability on_policy, else a malformed answer (wrong shape or alphabet)
+    # with probability malformed, else a same-shape corruption. Without the first two every
+    # RM was exploited by RL within a few dozen steps (laser/world/negatives.py).
+    on_policy: float = 0.5
+    malformed: float = 0.3
     pairs_per_domain: int = 1500
     epochs: int = 5
     lr: float = 1e-3

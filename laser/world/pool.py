@@ -4,6 +4,7 @@ RM x domain pairwise-accuracy matrix on clean held-out pairs."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -11,9 +12,12 @@ from transformers import AutoModelForSequenceClassification
 from laser.models import tiny_gpt2_config
 from laser.rewards import HFRewardModel, pairwise_accuracy
 from laser.rewards.train import train_reward_model
+from laser.tasks.base import Example
 from laser.tasks.corrupt import longer_wrong, preference_rows
 from laser.tasks.synthetic import SyntheticSuite
 from laser.world.config import RMSpec
+
+Sampler = Callable[[list[Example]], dict[str, list[str]]]
 
 
 def check_spec(name: str, spec: RMSpec, suite: SyntheticSuite) -> None:
@@ -25,8 +29,11 @@ def check_spec(name: str, spec: RMSpec, suite: SyntheticSuite) -> None:
         )
 
 
-def rm_training_rows(spec: RMSpec, suite: SyntheticSuite, seed: int) -> list[dict]:
-    """Training pairs from the RM's domains, with its label noise and length bias."""
+def rm_training_rows(
+    spec: RMSpec, suite: SyntheticSuite, seed: int, sampler: Sampler | None = None
+) -> list[dict]:
+    """Training pairs from the RM's domains, with its label noise and length bias;
+    ``sampler(examples)`` gives the policy's wrong answers per prompt (on-policy negatives)."""
     rows = []
     biased = set(spec.bias_domains or spec.domains)
     for k, domain in enumerate(spec.domains):
@@ -38,6 +45,9 @@ def rm_training_rows(spec: RMSpec, suite: SyntheticSuite, seed: int) -> list[dic
             seed=seed + 7 * k + 1,
             label_noise=spec.label_noise,
             length_bias=spec.length_bias if domain in biased else 0.0,
+            malformed_share=spec.malformed,
+            sampled=sampler(examples) if sampler and spec.on_policy else None,
+            on_policy_share=spec.on_policy,
         )
     return rows
 
@@ -50,6 +60,7 @@ def train_rm(
     seed: int,
     max_length: int,
     progress: bool = True,
+    sampler: Sampler | None = None,
 ):
     """A fresh tiny GPT-2 reward model trained with the Bradley-Terry loss on its pairs."""
     torch.manual_seed(seed)
@@ -66,7 +77,7 @@ def train_rm(
     metrics = train_reward_model(
         model,
         tokenizer,
-        rm_training_rows(spec, suite, seed),
+        rm_training_rows(spec, suite, seed, sampler),
         epochs=spec.epochs,
         lr=spec.lr,
         batch_size=32,

@@ -26,6 +26,7 @@ from laser.rewards import HFRewardModel
 from laser.tasks.synthetic import SyntheticSuite
 from laser.world.cache import cached_build, config_key
 from laser.world.config import WorldConfig
+from laser.world.negatives import sampled_wrong_answers
 from laser.world.pool import (
     accuracy_matrix,
     check_spec,
@@ -78,6 +79,9 @@ def build_world(cfg: WorldConfig, out: Path, progress: bool = True) -> dict[str,
     tok.save_pretrained(out / "policy")
     timings["sft_s"] = time.perf_counter() - start
 
+    def sampler(examples):  # the SFT policy's own wrong answers: on-policy RM negatives
+        return sampled_wrong_answers(policy, tok, suite, examples, seed=cfg.seed + 5)
+
     rms: dict[str, HFRewardModel] = {}
     for k, (name, spec) in enumerate(cfg.reward_models.items()):
         start = time.perf_counter()
@@ -88,6 +92,7 @@ def build_world(cfg: WorldConfig, out: Path, progress: bool = True) -> dict[str,
             seed=cfg.seed + 1000 * (k + 1),
             max_length=cfg.max_length,
             progress=progress,
+            sampler=sampler,
         )
         model.save_pretrained(out / "rms" / name)
         tok.save_pretrained(out / "rms" / name)
