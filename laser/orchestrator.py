@@ -17,11 +17,12 @@ import torch
 from tqdm.auto import tqdm
 
 from laser.features import batch_context
+from laser.feedback import ArmBatch, Feedback
 from laser.policy.rollout import Rollout, generate_rollout, subset
 from laser.policy.trainer import PolicyTrainer
 from laser.rewards.base import RewardModelError, score_checked
 from laser.tasks.base import Example, metadata_columns
-from laser.world.sft import domain_accuracy
+from laser.world.sft import example_scores, macro_accuracy
 
 
 @dataclass
@@ -87,7 +88,9 @@ class Orchestrator:
         self.picks: Counter[str] = Counter()
         self.cost_offset = 0  # RM forward samples spent before a resume
         self.last_eval: dict[str, float] | None = None
+        self.last_eval_scores: list[float] = []
         self.last_choice: list[str] = []
+        self.last_routes: list[tuple[str, str]] = []  # (domain, RM) per prompt, last step
         self.eval_examples = task.examples("eval", config.eval_size, seed=config.seed + 17)
 
     # ------------------------------------------------------------------ the LASER step
@@ -111,6 +114,9 @@ class Orchestrator:
         metrics = self.update(rollout, rewards, ok, groups, x)  # 6.-7. update, feedback
         metrics.update(self.step_metrics(groups, propensity, rewards, rollout, start))
         self.last_choice = [self.arms[a] for a in groups]  # names, before any quarantine
+        self.last_routes = [
+            (examples[i].domain, self.arms[a]) for a, idx in groups.items() for i in idx
+        ]
         self.quarantine_failing()  # only now: arm indices above refer to this step's pool
         self.step_count += 1
         self.logger.log(metrics, self.step_count)
@@ -143,7 +149,7 @@ class Orchestrator:
         rewards = torch.zeros(rollout.batch_size)
         ok: dict[int, bool] = {}
         for arm, prompts in groups.items():
-            idx = [i for i, g in enumerate(rollout.group.tolist()) if g in set(prompts)]
+            idx = self._samples(rollout, prompts)
             name = self.arms[arm]
             meta = {k: [v[i] for i in idx] for k, v in rollout.metadata.items()}
             try:
@@ -172,11 +178,12 @@ class Orchestrator:
         groups: dict[int, list[int]],
         x: torch.Tensor,
     ) -> dict[str, float]:
-        """6. policy update on the samples whose RM scored them; 7. bandit feedback."""
+        """6. policy update on the samples whose RM scored them; 7. bandit feedback, for each
+        chosen RM on its own prompts (per prompt where the signal gives per-prompt values)."""
         good_prompts = {p for arm, ps in groups.items() if ok[arm] for p in ps}
         keep = [i for i, g in enumerate(rollout.group.tolist()) if g in good_prompts]
         metrics: dict[str, float] = {}
-        feedback: dict[int, float] = {arm: self.normalizer.floor for arm in groups}
+        raw: dict[int, Feedback] = {arm: None for arm in groups}  # None: the floor
         if keep:
             working = [a for a in groups if ok[a]]
             before = {a: self._measure(self.feedback.before, a) for a in working}
@@ -184,20 +191,41 @@ class Orchestrator:
                 subset(rollout, keep), self.scaled(rewards, groups, ok, rollout)[keep]
             )
             metrics.update(stats.metrics())
-            raws = []
-            for arm in working:  # each RM's own measurement (probe signals); -loss is shared
-                raw = self._measure(self.feedback.after, arm, stats, before[arm])
-                if raw is not None:
-                    raws.append(raw)
-                    feedback[arm] = self.normalizer.normalize(raw)
-            if raws:
-                metrics["bandit/feedback_raw"] = sum(raws) / len(raws)
+            for arm in working:
+                batch = ArmBatch(groups[arm], self._samples(rollout, groups[arm]), rollout, rewards)
+                raw[arm] = self._measure(self.feedback.after, arm, stats, before[arm], batch)
+        given, raws = [], []
         for arm, prompts in groups.items():
-            for i in prompts if self.config.selection == "prompt" else [None]:
-                context = batch_context(x) if i is None else x[i]
-                self.selector.update(arm, context, feedback[arm])
-        metrics["bandit/feedback"] = sum(feedback.values()) / len(feedback)
+            for context, value in self._arm_feedback(raw[arm], prompts, x):
+                if value is not None:
+                    raws.append(value)
+                fb = self.normalizer.floor if value is None else self.normalizer.normalize(value)
+                self.selector.update(arm, context, fb)
+                given.append(fb)
+        if raws:
+            metrics["bandit/feedback_raw"] = sum(raws) / len(raws)
+        if given:
+            metrics["bandit/feedback"] = sum(given) / len(given)
         return metrics
+
+    def _arm_feedback(self, raw: Feedback, prompts: list[int], x: torch.Tensor):
+        """(context, raw value or None) pairs for one arm's selector updates: one per prompt in
+        per-prompt mode, one for the batch otherwise; prompts a per-prompt signal left out
+        (nothing learnt about them) get none."""
+        if self.config.selection == "batch":
+            if isinstance(raw, dict):
+                if not raw:
+                    return []
+                raw = sum(raw.values()) / len(raw)
+            return [(batch_context(x), raw)]
+        if isinstance(raw, dict):
+            return [(x[p], raw[p]) for p in prompts if p in raw]
+        return [(x[p], raw) for p in prompts]
+
+    @staticmethod
+    def _samples(rollout: Rollout, prompts: list[int]) -> list[int]:
+        chosen = set(prompts)
+        return [i for i, g in enumerate(rollout.group.tolist()) if g in chosen]
 
     def _measure(self, fn, arm: int, *args: Any) -> Any:
         """A feedback measurement; an RM failing during it counts as that RM's failure."""
@@ -224,7 +252,7 @@ class Orchestrator:
         for arm, prompts in groups.items():
             if not ok[arm]:
                 continue  # its samples are not trained on
-            idx = [i for i, g in enumerate(rollout.group.tolist()) if g in set(prompts)]
+            idx = self._samples(rollout, prompts)
             values = rewards[idx]
             out[idx] = (values - values.mean()) / values.std(unbiased=False).clamp_min(1e-6)
         return out
@@ -261,7 +289,7 @@ class Orchestrator:
         metrics: dict[str, float] = {"bandit/propensity": propensity}
         for arm, prompts in groups.items():
             self.picks[self.arms[arm]] += len(prompts)
-            idx = [i for i, g in enumerate(rollout.group.tolist()) if g in set(prompts)]
+            idx = self._samples(rollout, prompts)
             metrics[f"reward/{self.arms[arm]}/mean"] = float(rewards[idx].mean())
             metrics[f"reward/{self.arms[arm]}/std"] = float(rewards[idx].std(unbiased=False))
         if len(groups) == 1:
@@ -281,7 +309,9 @@ class Orchestrator:
 
     def evaluate(self) -> dict[str, float]:
         """Gold accuracy per domain on the held-out set (greedy decoding)."""
-        acc = domain_accuracy(self.trainer.policy, self.tokenizer, self.task, self.eval_examples)
+        scores = example_scores(self.trainer.policy, self.tokenizer, self.task, self.eval_examples)
+        acc = macro_accuracy(scores, self.eval_examples)
+        self.last_eval_scores = scores  # per example: paired comparisons between runs
         out = {f"task/{d}/accuracy": v for d, v in acc.items() if d != "mean"}
         out["eval/accuracy"] = acc["mean"]
         self.logger.log(out, self.step_count)
@@ -289,16 +319,20 @@ class Orchestrator:
         return out
 
     # ------------------------------------------------------------------------ run
-    def run(self, progress: bool = True) -> dict[str, float]:
+    def run(self, progress: bool = True, on_step: Any = None) -> dict[str, float]:
+        """Steps until ``config.steps``; ``on_step(loop, metrics)`` runs after each step (and
+        its evaluation, if one was due): experiments record what they need there."""
         cfg = self.config
         bar = tqdm(total=cfg.steps, initial=self.step_count, desc="LASER", disable=not progress)
         while self.step_count < cfg.steps:
             m = self.step()
             bar.update(1)
             arm = self.last_choice[0] if len(self.last_choice) == 1 else "per-prompt"
-            bar.set_postfix(arm=arm, feedback=f"{m['bandit/feedback']:.2f}")
+            bar.set_postfix(arm=arm, feedback=f"{m.get('bandit/feedback', float('nan')):.2f}")
             if cfg.eval_every and self.step_count % cfg.eval_every == 0:
                 self.evaluate()
+            if on_step is not None:
+                on_step(self, m)
             if (
                 self.checkpointer
                 and cfg.checkpoint_every

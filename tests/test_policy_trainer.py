@@ -283,3 +283,29 @@ def test_single_pass_update_equals_update_with_recorded_logprobs(tok, algo):
     assert a.kl_ref == pytest.approx(b.kl_ref, abs=1e-5)
     for x, y in zip(pa, pb):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+
+
+def test_dpo_group_loss_is_the_per_prompt_loss_before_the_update(tok):
+    """With the policy equal to its reference, every pair's DPO term is log 2 (hand value);
+    with nll_coef the per-prompt value adds the chosen sample's per-token NLL."""
+    policy = _policy(tok)
+    cfg = PolicyConfig(algo="dpo", nll_coef=0.0, max_pairs=2)
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, cfg)
+    ro = generate_rollout(policy, trainer.ref_policy, tok, PROMPTS, n=4, max_new_tokens=5)
+    scores = torch.arange(16, dtype=torch.float32) % 5  # distinct within each prompt
+    stats = trainer.update(ro, scores)
+    assert set(stats.group_loss) == {0, 1, 2, 3}
+    for value in stats.group_loss.values():
+        assert value == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-5)
+
+    policy = _policy(tok)
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, PolicyConfig(algo="dpo"))
+    nll = -sequence_logprobs(
+        policy, ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask, 1.0
+    )
+    per_seq = (nll * ro.response_mask).sum(-1) / ro.response_mask.sum(-1)
+    stats = trainer.update(ro, scores)
+    for g in range(4):  # laser pairs: the top-scored sample is every pair's chosen one
+        top = 4 * g + int(torch.argmax(scores[4 * g : 4 * g + 4]))
+        expected = torch.log(torch.tensor(2.0)).item() + per_seq[top].item()
+        assert stats.group_loss[g] == pytest.approx(expected, abs=1e-4)

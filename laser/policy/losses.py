@@ -132,17 +132,26 @@ def dpo_loss(
     ref_rejected: torch.Tensor,
     beta: float = 0.1,
     kind: str = "sigmoid",
+    reduce: bool = True,
 ) -> torch.Tensor:
     """DPO on sequence log-probs (B,): mean of -logsigmoid(beta * h), with
-    h = (pi_c - ref_c) - (pi_r - ref_r). ``kind="ipo"``: mean of (h - 1 / (2 beta))^2."""
+    h = (pi_c - ref_c) - (pi_r - ref_r). ``kind="ipo"``: mean of (h - 1 / (2 beta))^2.
+    ``reduce=False``: the (B,) per-pair losses."""
     h = (pi_chosen - ref_chosen) - (pi_rejected - ref_rejected)
     if kind == "sigmoid":
-        return -F.logsigmoid(beta * h).mean()
-    if kind == "ipo":
-        return ((h - 1.0 / (2.0 * beta)) ** 2).mean()
-    raise ValueError(f"dpo loss kind must be 'sigmoid' or 'ipo', got {kind!r}")
+        per_pair = -F.logsigmoid(beta * h)
+    elif kind == "ipo":
+        per_pair = (h - 1.0 / (2.0 * beta)) ** 2
+    else:
+        raise ValueError(f"dpo loss kind must be 'sigmoid' or 'ipo', got {kind!r}")
+    return per_pair.mean() if reduce else per_pair
 
 
 def nll_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood per token of the (chosen) responses: -mean(log pi)."""
     return -masked_mean(logprobs, mask)
+
+
+def sequence_nll(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) negative log-likelihood per token of each response: -sum(log pi) / length."""
+    return -(logprobs * mask).sum(-1) / mask.sum(-1).clamp_min(1)

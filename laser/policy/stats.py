@@ -31,6 +31,9 @@ class StepStats:
     train_loss: float | None
     num_pairs: int = 0
     skipped: bool = False
+    # DPO: {prompt group id: mean loss of its pairs} before the update, for per-prompt
+    # bandit credit; None for PPO/A2C (their surrogate loss has no per-prompt meaning)
+    group_loss: dict[int, float] | None = None
 
     def metrics(self) -> dict[str, float]:
         """``policy/*`` metrics (None fields are left out)."""

@@ -23,6 +23,7 @@ from laser.policy.losses import (
     masked_whiten,
     nll_loss,
     ppo_clip_loss,
+    sequence_nll,
     value_loss,
 )
 from laser.policy.pairs import make_pairs
@@ -329,6 +330,7 @@ class PolicyTrainer:
         rejected = torch.tensor([j for _, j in pairs])
         totals = {"loss": 0.0, "pg_loss": 0.0, "nll": 0.0, "entropy": 0.0}
         count = 0
+        prompt_losses: dict[int, list[float]] = {}
         for _epoch in range(cfg.dpo_epochs):
             for idx in self._minibatches(len(pairs), cfg.num_minibatches):
                 both = torch.cat([chosen[idx], rejected[idx]])
@@ -346,6 +348,13 @@ class PolicyTrainer:
                 )
                 nll = nll_loss(logprobs[:k], rm[chosen[idx]])
                 loss = pref + cfg.nll_coef * nll
+                if _epoch == 0:  # per-prompt loss before this step's update: bandit credit
+                    pair_loss = self._pair_losses(
+                        seq, logprobs, ref_seq, chosen[idx], rejected[idx], rm
+                    )
+                    for pair, value in zip(idx.tolist(), pair_loss.tolist()):
+                        g = int(rollout.group[chosen[pair]])
+                        prompt_losses.setdefault(g, []).append(value)
                 self._step(loss)
                 totals["loss"] += loss.item()
                 totals["pg_loss"] += pref.item()
@@ -363,7 +372,19 @@ class PolicyTrainer:
             **common,
             train_loss=totals["loss"] / count,
             num_pairs=len(pairs),
+            group_loss={g: sum(v) / len(v) for g, v in prompt_losses.items()},
         )
+
+    @torch.no_grad()
+    def _pair_losses(self, seq, logprobs, ref_seq, chosen, rejected, mask) -> torch.Tensor:
+        """(k,) DPO + NLL loss of each pair of a minibatch (seq, logprobs: chosen then
+        rejected rows), the per-pair terms of the loss being optimised."""
+        k = len(chosen)
+        cfg = self.config
+        pref = dpo_loss(
+            seq[:k], seq[k:], ref_seq[chosen], ref_seq[rejected], cfg.beta, cfg.dpo_loss, False
+        )
+        return pref + cfg.nll_coef * sequence_nll(logprobs[:k].detach(), mask[chosen])
 
     def sync_reference(self) -> None:
         """Copy the policy's weights into the reference (iterative DPO's ref refresh)."""

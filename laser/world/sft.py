@@ -85,15 +85,31 @@ def greedy_completions(
     return out
 
 
-def domain_accuracy(model, tokenizer, task: Task, examples: list[Example]) -> dict[str, float]:
-    """Greedy-decoding gold accuracy per domain, plus "mean" (unweighted over domains)."""
+def example_scores(model, tokenizer, task: Task, examples: list[Example]) -> list[float]:
+    """Greedy-decoding gold score of each example, in order."""
     completions = greedy_completions(model, tokenizer, [e.prompt for e in examples])
-    scores: dict[str, list[float]] = defaultdict(list)
-    for ex, completion in zip(examples, completions):
-        scores[ex.domain].append(task.evaluate(ex.prompt, completion, ex.meta()))
-    acc = {d: sum(v) / len(v) for d, v in scores.items()}
+    return [task.evaluate(e.prompt, c, e.meta()) for e, c in zip(examples, completions)]
+
+
+def macro_accuracy(scores: list[float], examples: list[Example]) -> dict[str, float]:
+    """Accuracy per domain, plus "mean" (unweighted over domains)."""
+    by_domain: dict[str, list[float]] = defaultdict(list)
+    for ex, score in zip(examples, scores):
+        by_domain[ex.domain].append(score)
+    acc = {d: sum(v) / len(v) for d, v in by_domain.items()}
     acc["mean"] = sum(acc.values()) / len(acc)
     return acc
 
 
-__all__ = ["domain_accuracy", "greedy_completions", "sft_train"]
+def domain_accuracy(model, tokenizer, task: Task, examples: list[Example]) -> dict[str, float]:
+    """Greedy-decoding gold accuracy per domain, plus "mean" (unweighted over domains)."""
+    return macro_accuracy(example_scores(model, tokenizer, task, examples), examples)
+
+
+__all__ = [
+    "domain_accuracy",
+    "example_scores",
+    "greedy_completions",
+    "macro_accuracy",
+    "sft_train",
+]
