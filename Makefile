@@ -24,19 +24,22 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-# Until the LASER-vs-baselines experiment lands, the main job is the bandit benchmark suite.
+# The main job: build (or reuse) the built-in world, then LASER vs every baseline, 3 seeds.
+# Results: experiments/results/main/{results.md,results.csv,*.png}.
 demo: $(STAMP)
-	$(PY) benchmarks/bandit_speed.py
-	$(PY) benchmarks/bandit_regret.py
+	WANDB_MODE=disabled $(VENV)/bin/laser-prepare
+	WANDB_MODE=disabled $(VENV)/bin/laser-compare hydra.sweep.dir=experiments/results/main
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check laser tests benchmarks
+	$(VENV)/bin/ruff check laser experiments tests benchmarks
 	WANDB_MODE=disabled $(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check laser tests benchmarks
+	$(VENV)/bin/ruff check laser experiments tests benchmarks
 
-bench: demo
+bench: $(STAMP)
+	$(PY) benchmarks/bandit_speed.py
+	$(PY) benchmarks/bandit_regret.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

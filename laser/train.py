@@ -108,6 +108,35 @@ def build_feedback(node: DictConfig, task, seed: int):
     return signal, instantiate(node.normalizer)
 
 
+def best_rm_per_domain(world, names: list[str], domains: list[str]) -> list[str]:
+    """For each domain, the RM among ``names`` with the best held-out pairwise accuracy there
+    (the world's report): what the oracle router and routing accuracy measure against."""
+    matrix = world.summary["rm_domain_accuracy"]
+    missing = [n for n in names if n not in matrix]
+    if missing:
+        raise ValueError(f"the world's report has no accuracy for RM(s) {missing}")
+    return [max(names, key=lambda n: matrix[n][d]) for d in domains]
+
+
+def selector_args(node: DictConfig, pool: dict, featurizer, world) -> dict[str, Any]:
+    """Run-time constructor values: pool size, context dim, a fixed arm given by RM name,
+    the oracle router's routes."""
+    names = list(pool)
+    args: dict[str, Any] = {"num_arms": len(names)}
+    if "dim" in node.keys():
+        args["dim"] = featurizer.dim
+    if isinstance(node.get("arm"), str):
+        if node.arm not in names:
+            raise ValueError(f"bandit.arm={node.arm!r} is not in the pool {names}")
+        args["arm"] = names.index(node.arm)
+    if "routes" in node.keys() and node.routes is None:
+        domains = getattr(featurizer, "domains", None)
+        if domains is None:
+            raise ValueError("the oracle router needs features=domain_onehot")
+        args["routes"] = [names.index(n) for n in best_rm_per_domain(world, names, domains)]
+    return args
+
+
 def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     """Everything a run needs, restored from a checkpoint when ``resume`` is set."""
     config = typed(cfg)
@@ -122,10 +151,7 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     featurizer = build_featurizer(
         cfg.features, trainer.policy, tokenizer, list(config.world.task.domains), config.loop.seed
     )
-    sizes = {"num_arms": len(pool)}
-    if "dim" in cfg.bandit.keys():
-        sizes["dim"] = featurizer.dim
-    selector = instantiate(cfg.bandit, **sizes)
+    selector = instantiate(cfg.bandit, **selector_args(cfg.bandit, pool, featurizer, world))
     signal, normalizer = build_feedback(cfg.feedback, task, config.loop.seed)
     description = {name: str(world.path / "rms" / name) for name in world.reward_model_names}
     run_dir = Path(

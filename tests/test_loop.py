@@ -47,7 +47,9 @@ def run(cfg, logger=None):
 @pytest.mark.parametrize("policy", ["ppo", "a2c", "dpo"])
 @pytest.mark.parametrize("bandit", BANDITS)
 def test_smoke_every_algo_and_selector(cache, tmp_path, policy, bandit):
-    loop, final = run(cfg_for(cache, tmp_path, f"policy={policy}", f"bandit={bandit}"))
+    # the oracle router reads the domain from its context
+    extra = ["features=domain_onehot", "loop.selection=prompt"] if bandit == "oracle" else []
+    loop, final = run(cfg_for(cache, tmp_path, f"policy={policy}", f"bandit={bandit}", *extra))
     assert loop.step_count == 3 and 0.0 <= final["eval/accuracy"] <= 1.0
     assert sum(loop.picks.values()) == 3 * 4  # every prompt of every step went to one RM
     assert (tmp_path / "checkpoints").is_dir()

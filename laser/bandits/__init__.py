@@ -5,7 +5,7 @@ All selectors satisfy :class:`Bandit`: ``select``, ``scores``, ``probabilities``
 """
 
 from laser.bandits.base import Bandit
-from laser.bandits.baselines import FixedArm, RandomArm, RoundRobin
+from laser.bandits.baselines import DomainRouter, FixedArm, RandomArm, RoundRobin
 from laser.bandits.classic import UCB1, EpsilonGreedy, MeanArms
 from laser.bandits.exp3 import EXP3
 from laser.bandits.linear import LinTS, LinUCB, gaussian_argmax_probabilities
@@ -22,6 +22,7 @@ __all__ = [
     "UCB1",
     "Bandit",
     "EpsilonGreedy",
+    "DomainRouter",
     "FixedArm",
     "LinTS",
     "LinUCB",

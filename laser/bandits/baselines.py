@@ -141,3 +141,41 @@ class RoundRobin(_NonLearning):
         nxt = check_arm(state["next_arm"], check_positive_int("num_arms", state["num_arms"]))
         super()._load_state(state)
         self.next_arm = nxt
+
+
+class DomainRouter(_NonLearning):
+    """The "oracle router": ``routes[d]`` is the arm for domain ``d``, read from a domain
+    one-hot context (``features=domain_onehot``). An upper reference for what routing can
+    buy, not a competitor: it knows each prompt's domain and which RM is best there."""
+
+    def __init__(self, num_arms: int, dim: int, routes: list[int]) -> None:
+        super().__init__(num_arms)
+        self.routes = [check_arm(a, self.num_arms) for a in routes]
+        if len(self.routes) != check_positive_int("dim", dim):
+            raise ValueError(f"routes has {len(self.routes)} entries for a context of dim {dim}")
+
+    def select(self, x: Any = None) -> int:
+        x = np.asarray(x, dtype=float).reshape(-1)
+        if x.shape != (len(self.routes),) or not np.isfinite(x).all():
+            raise ValueError(
+                f"DomainRouter needs a finite domain one-hot of length {len(self.routes)}, "
+                f"got shape {x.shape}"
+            )
+        return self.routes[int(np.argmax(x))]
+
+    def probabilities(self, x: Any = None) -> np.ndarray:
+        return _one_hot(self.select(x), self.num_arms)
+
+    def remove_arm(self, arm: int) -> None:
+        arm = self._check_removal(arm)
+        if arm in self.routes:
+            raise ValueError(f"cannot remove arm {arm}: DomainRouter routes a domain to it")
+        super().remove_arm(arm)
+        self.routes = [a - 1 if a > arm else a for a in self.routes]
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "routes": list(self.routes)}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        super()._load_state(state)
+        self.routes = [check_arm(a, self.num_arms) for a in state["routes"]]

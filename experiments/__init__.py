@@ -1,0 +1,1 @@
+"""Runnable comparisons of LASER against baselines (``laser-compare``)."""

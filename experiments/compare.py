@@ -1,0 +1,185 @@
+"""``laser-compare``: LASER against fixed-RM, random, round-robin, ensemble and other-selector
+baselines on one world, over several seeds with identical step budgets.
+
+A Hydra multirun underneath (conf/compare.yaml): one job per (method, seed), each a
+``laser-train`` run composed from ``train`` (shared overrides) + ``methods[method]`` (that
+method's overrides). Each job writes ``summary.json`` in its directory; the callback prepares the
+world once before the sweep, shows a progress bar, and aggregates the summaries into
+results.md / results.csv / plots when the sweep ends. Any launcher works (basic, Slurm, Ray):
+the aggregation reads the files, not in-process return values.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from laser.cli import CONF_DIR
+
+SUMMARY = "summary.json"
+
+
+def train_overrides(cfg: DictConfig, method: str, seed: int, output_dir: str) -> list[str]:
+    """The laser-train overrides of one job: shared ones, the method's, the user's extra ones,
+    then the job's own (seed, directories)."""
+    if method not in cfg.methods:
+        raise ValueError(f"method {method!r} is not in compare.methods {sorted(cfg.methods)}")
+    return [
+        *cfg.train,
+        *cfg.methods[method],
+        *cfg.extra,
+        f"loop.seed={seed}",
+        f"cache_dir={cfg.cache_dir}",
+        f"output_dir={output_dir}",
+        "progress=false",
+    ]
+
+
+class Recorder:
+    """``Orchestrator.run(on_step=...)``: per step the RM cost and (domain, RM) routes; the
+    eval curve whenever an evaluation ran."""
+
+    def __init__(self) -> None:
+        self.cost: list[int] = []
+        self.routes: list[dict[str, int]] = []
+        self.curve: list[dict[str, float]] = []
+
+    def __call__(self, loop: Any, metrics: dict[str, float]) -> None:
+        self.cost.append(loop.rm_cost())
+        self.routes.append(dict(Counter(f"{d}|{rm}" for d, rm in loop.last_routes)))
+        every = loop.config.eval_every
+        if every and loop.step_count % every == 0 and loop.last_eval:
+            self.curve.append({"step": loop.step_count, **loop.last_eval})
+
+
+def method_kind(train_cfg: DictConfig) -> str:
+    """ensemble | fixed | oracle | selector: how the report groups and treats a method."""
+    if train_cfg.pool == "ensemble":
+        return "ensemble"
+    target = str(train_cfg.bandit._target_).rsplit(".", 1)[-1]
+    return {"FixedArm": "fixed", "DomainRouter": "oracle"}.get(target, "selector")
+
+
+def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
+    """One (method, seed) run; returns and writes its summary."""
+    from laser.train import best_rm_per_domain, build_loop, typed
+    from laser.world import prepare_world
+
+    overrides = train_overrides(cfg, cfg.method, cfg.seed, output_dir)
+    train_cfg = compose(config_name="train", overrides=overrides)
+    world = prepare_world(typed(train_cfg).world, cfg.cache_dir, progress=False)  # cached
+    logger = instantiate(train_cfg.logger)
+    recorder = Recorder()
+    start = time.perf_counter()
+    try:
+        loop = build_loop(train_cfg, logger)
+        initial = loop.evaluate() if cfg.eval_at_start else None
+        if initial is not None:
+            recorder.curve.append({"step": 0, **initial})
+        final = loop.run(progress=False, on_step=recorder)
+    finally:
+        logger.close()
+    wall = time.perf_counter() - start
+    if not recorder.curve or recorder.curve[-1]["step"] != loop.step_count:
+        recorder.curve.append({"step": loop.step_count, **final})
+    domains = list(loop.task.domains)
+    pool = list(loop.arms) + list(loop.quarantined)
+    summary = {
+        "method": cfg.method,
+        "seed": int(cfg.seed),
+        "steps": loop.step_count,
+        "pool": pool,
+        "domains": domains,
+        "best_rm": dict(zip(domains, best_rm_per_domain(world, world.reward_model_names, domains))),
+        "rm_domain_accuracy": world.summary["rm_domain_accuracy"],
+        "kind": method_kind(train_cfg),
+        "final": {"mean": final["eval/accuracy"]}
+        | {d: final[f"task/{d}/accuracy"] for d in domains},
+        "eval_scores": loop.last_eval_scores,
+        "eval_domains": [e.domain for e in loop.eval_examples],
+        "curve": recorder.curve,
+        "cost": recorder.cost,
+        "routes": recorder.routes,
+        "rm_forward_samples": loop.rm_cost(),
+        "wall_s": wall,
+        "overrides": overrides,
+    }
+    path = Path(output_dir) / SUMMARY
+    path.write_text(json.dumps(summary))
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
+def main(cfg: DictConfig) -> None:
+    run_job(cfg, HydraConfig.get().runtime.output_dir)
+
+
+def sweep_size(config: DictConfig) -> int:
+    """Number of jobs: the product of the swept values, the config's sweeper params
+    overridden by command-line sweeps (as Hydra's basic sweeper enumerates them)."""
+    parser = OverridesParser.create()
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    swept = {str(k): f"{k}={v}" for k, v in params.items()}
+    for text in config.hydra.overrides.task:
+        swept[parser.parse_overrides([text])[0].key_or_group] = text
+    total = 1
+    for override in parser.parse_overrides(list(swept.values())):
+        if override.is_sweep_override():
+            total *= len(list(override.sweep_string_iterator()))
+    return total
+
+
+class CompareCallback(Callback):
+    """Prepare the world once, show progress over jobs, write the report at the end."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from laser.train import typed
+        from laser.world import prepare_world
+
+        sweep_dir = config.hydra.sweep.dir
+        overrides = [*config.train, *config.extra, f"cache_dir={config.cache_dir}"]
+        overrides.append(f"output_dir={sweep_dir}")
+        train_cfg = compose(config_name="train", overrides=overrides)
+        world = prepare_world(typed(train_cfg).world, config.cache_dir, progress=True)
+        print(world.summary["report"])
+        self.bar = tqdm(total=sweep_size(config), desc="laser-compare jobs", unit="job")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{config.method} seed {config.seed}")
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from experiments.report import write_results
+
+        if self.bar is not None:
+            self.bar.close()
+        sweep_dir = Path(config.hydra.sweep.dir)
+        summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/*/{SUMMARY}"))]
+        table = write_results(
+            sweep_dir, summaries, reference=config.reference, warmup=config.warmup
+        )
+        print(table)
+        print(f"\nresults.md, results.csv and plots written to {sweep_dir}")
+
+
+if __name__ == "__main__":
+    main()

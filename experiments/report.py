@@ -1,0 +1,155 @@
+"""Aggregate ``laser-compare`` job summaries: results.csv, results.md and the plots."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.plots import plot_arm_selection, plot_curves, plot_rm_cost
+from experiments.stats import mcnemar_exact, paired_bootstrap
+
+
+def routing_accuracy(summary: dict[str, Any], warmup: float) -> float | None:
+    """Share of prompts, after the first ``warmup`` share of steps, sent to the RM with the best
+    held-out accuracy on their domain. None for an ensemble (every RM scores every prompt)."""
+    if summary["kind"] == "ensemble":
+        return None
+    first = math.ceil(warmup * len(summary["routes"]))
+    right = total = 0
+    for step in summary["routes"][first:]:
+        for key, count in step.items():
+            domain, rm = key.split("|", 1)
+            right += count * (rm == summary["best_rm"][domain])
+            total += count
+    return right / total if total else None
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def method_rows(summaries: list[dict], warmup: float) -> list[dict[str, Any]]:
+    """One row per method (in first-seen order): means and stds over seeds."""
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for s in summaries:
+        by_method[s["method"]].append(s)
+    rows = []
+    for method, runs in by_method.items():
+        domains = runs[0]["domains"]
+        row: dict[str, Any] = {"method": method, "kind": runs[0]["kind"], "seeds": len(runs)}
+        row["acc_mean"], row["acc_std"] = _mean_std([r["final"]["mean"] for r in runs])
+        for d in domains:
+            row[f"{d}_mean"], row[f"{d}_std"] = _mean_std([r["final"][d] for r in runs])
+        row["rm_forward_samples"] = float(np.mean([r["rm_forward_samples"] for r in runs]))
+        row["wall_s"] = float(np.mean([r["wall_s"] for r in runs]))
+        routing = [routing_accuracy(r, warmup) for r in runs]
+        if all(v is not None for v in routing):
+            row["routing_mean"], row["routing_std"] = _mean_std(routing)
+        rows.append(row)
+    return rows
+
+
+def paired(summaries: list[dict], a: str, b: str) -> dict[str, float]:
+    """Method a vs method b over the seeds both ran: per-prompt paired bootstrap CI of the
+    accuracy difference (strata: seed x domain) and the exact McNemar test."""
+    runs_a = {s["seed"]: s for s in summaries if s["method"] == a}
+    runs_b = {s["seed"]: s for s in summaries if s["method"] == b}
+    seeds = sorted(runs_a.keys() & runs_b.keys())
+    if not seeds:
+        raise ValueError(f"methods {a!r} and {b!r} share no seed")
+    xs, ys, strata = [], [], []
+    for seed in seeds:
+        ra, rb = runs_a[seed], runs_b[seed]
+        if ra["eval_domains"] != rb["eval_domains"]:
+            raise ValueError(f"seed {seed}: {a!r} and {b!r} were evaluated on different prompts")
+        xs += ra["eval_scores"]
+        ys += rb["eval_scores"]
+        strata += [(seed, d) for d in ra["eval_domains"]]
+    out = paired_bootstrap(xs, ys, strata)
+    out.update(mcnemar_exact(xs, ys))
+    out["seeds"] = len(seeds)
+    return out
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def markdown(
+    rows: list[dict],
+    comparisons: dict[str, dict],
+    reference: str,
+    warmup: float,
+    summaries: list[dict],
+) -> str:
+    domains = summaries[0]["domains"]
+    k = len(summaries[0]["pool"])
+    lines = [
+        f"Final greedy gold accuracy on held-out prompts (mean ± std over seeds; "
+        f"{summaries[0]['steps']} steps per run, {len(domains)} domains, K = {k} RMs).",
+        "",
+        "| method | kind | " + " | ".join(domains) + " | mean | RM forward samples | wall s "
+        f"| routing acc. (after {warmup:.0%}) |",
+        "|---|---|" + "---:|" * (len(domains) + 4),
+    ]
+    for r in sorted(rows, key=lambda r: -r["acc_mean"]):
+        name = f"**{r['method']}**" if r["method"] == reference else r["method"]
+        cells = [_fmt(r[f"{d}_mean"], r[f"{d}_std"]) for d in domains]
+        routing = _fmt(r["routing_mean"], r["routing_std"]) if "routing_mean" in r else "—"
+        lines.append(
+            f"| {name} | {r['kind']} | "
+            + " | ".join(cells)
+            + f" | {_fmt(r['acc_mean'], r['acc_std'])} "
+            f"| {r['rm_forward_samples']:,.0f} | {r['wall_s']:.1f} | {routing} |"
+        )
+    lines += [
+        "",
+        f"Routing accuracy: share of prompts sent to the RM with the best held-out pairwise "
+        f"accuracy on their domain; chance is 1/K = {1 / k:.2f}.",
+        "",
+        f"Paired comparisons of {reference} (same seeds, same eval prompts): difference in mean "
+        "accuracy with a 95% stratified bootstrap CI, and the exact McNemar test on per-prompt "
+        "outcomes.",
+        "",
+        f"| {reference} vs | difference | 95% CI | prompts only {reference} / only other got right "
+        "| McNemar p |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for other, c in comparisons.items():
+        lines.append(
+            f"| {other} | {c['diff']:+.3f} | [{c['low']:+.3f}, {c['high']:+.3f}] "
+            f"| {c['a_wins']} / {c['b_wins']} | {c['p']:.3g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, summaries: list[dict], *, reference: str, warmup: float) -> str:
+    """results.csv, results.md, accuracy_curves.png, rm_cost.png, arm_selection_<m>.png."""
+    if not summaries:
+        raise ValueError(f"no job summaries found under {out}: did every job fail?")
+    out = Path(out)
+    rows = method_rows(summaries, warmup)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    methods = [r["method"] for r in rows]
+    comparisons = {}
+    if reference in methods:
+        for other in (m for m in methods if m != reference):
+            comparisons[other] = paired(summaries, reference, other)
+    table = markdown(rows, comparisons, reference, warmup, summaries)
+    (out / "results.md").write_text(table)
+    plot_curves(summaries, out / "accuracy_curves.png", reference)
+    plot_rm_cost(summaries, out / "rm_cost.png", reference)
+    for r in rows:
+        if r["kind"] != "ensemble":
+            plot_arm_selection(summaries, r["method"], out / f"arm_selection_{r['method']}.png")
+    return table

@@ -1,0 +1,156 @@
+"""laser-compare: the statistics against hand-computed numbers, routing accuracy, the oracle
+router, and the whole command end to end on a shrunken world (2 seeds, every method)."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from experiments.report import routing_accuracy
+from experiments.stats import macro_mean, mcnemar_exact, paired_bootstrap
+from laser.bandits import DomainRouter
+from laser.cli import CONF_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_paired_bootstrap_hand_computed():
+    same = paired_bootstrap([1, 0, 1], [1, 0, 1], ["a"] * 3)
+    assert same == {"diff": 0.0, "low": 0.0, "high": 0.0}
+    # one stratum, differences 1, 1, 1, 0: mean 0.75; every resample lies in [0, 1]
+    one = paired_bootstrap([1, 1, 1, 0], [0, 0, 0, 0], ["a"] * 4, n_boot=4000)
+    assert one["diff"] == pytest.approx(0.75)
+    assert 0.0 <= one["low"] < 0.75 < one["high"] <= 1.0
+    # macro over strata: stratum x differs by 1 on 2 prompts, y by 0 on 4 -> (1 + 0) / 2,
+    # not the pooled 2/6; no variation within a stratum, so the interval collapses
+    macro = paired_bootstrap([1, 1, 0, 0, 0, 0], [0] * 6, ["x", "x", "y", "y", "y", "y"])
+    assert macro == pytest.approx({"diff": 0.5, "low": 0.5, "high": 0.5})
+    assert macro_mean([1, 1, 0, 0, 0, 0], ["x", "x", "y", "y", "y", "y"]) == 0.5
+
+
+def test_paired_bootstrap_interval_matches_the_normal_approximation():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 2, 2000), rng.integers(0, 2, 2000)
+    out = paired_bootstrap(a, b, [0] * 2000, n_boot=4000)
+    d = a - b
+    half = 1.96 * d.std() / np.sqrt(len(d))
+    assert out["high"] - out["low"] == pytest.approx(2 * half, rel=0.1)
+
+
+def test_mcnemar_exact_hand_computed():
+    assert mcnemar_exact([1, 1, 1, 0, 0], [0, 0, 0, 0, 0]) == {"a_wins": 3, "b_wins": 0, "p": 0.25}
+    # 9 vs 1 discordant: p = 2 * (C(10,0) + C(10,1)) / 2^10
+    a = [1] * 9 + [0] + [1] * 5
+    b = [0] * 9 + [1] + [1] * 5
+    assert mcnemar_exact(a, b)["p"] == pytest.approx(22 / 1024)
+    assert mcnemar_exact([1, 0], [1, 0])["p"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "a, b, strata",
+    [([1, 0], [1], ["s", "s"]), ([1], [1], ["s", "t"]), ([], [], [])],
+)
+def test_paired_bootstrap_rejects_mismatched_input(a, b, strata):
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_bootstrap(a, b, strata)
+
+
+def test_mcnemar_rejects_non_binary():
+    with pytest.raises(ValueError, match="0 or 1"):
+        mcnemar_exact([0.5, 1], [1, 1])
+
+
+def test_routing_accuracy_counts_after_warmup_only():
+    summary = {
+        "kind": "selector",
+        "best_rm": {"rev": "A", "max": "B"},
+        "routes": [
+            {"rev|B": 4, "max|A": 4},  # warm-up step: all wrong, not counted
+            {"rev|A": 3, "rev|B": 1, "max|B": 4},  # 7 of 8 right
+            {"rev|A": 2, "max|A": 2},  # 2 of 4 right
+        ],
+    }
+    assert routing_accuracy(summary, warmup=0.2) == pytest.approx(9 / 12)
+    assert routing_accuracy(summary, warmup=0.0) == pytest.approx(9 / 20)
+    assert routing_accuracy({**summary, "kind": "ensemble"}, 0.2) is None
+
+
+def test_domain_router_routes_by_domain_and_keeps_its_state():
+    router = DomainRouter(num_arms=3, dim=2, routes=[2, 0])
+    assert router.select([1.0, 0.0]) == 2 and router.select([0.0, 1.0]) == 0
+    assert router.probabilities([0.0, 1.0]).tolist() == [1.0, 0.0, 0.0]
+    router.remove_arm(1)
+    assert router.routes == [1, 0]
+    with pytest.raises(ValueError, match="routes a domain"):
+        router.remove_arm(0)
+    with pytest.raises(ValueError, match="one-hot"):
+        router.select([1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="routes has"):
+        DomainRouter(num_arms=2, dim=3, routes=[0, 1])
+    other = DomainRouter(num_arms=2, dim=2, routes=[0, 0])
+    other.load_state_dict(router.state_dict())
+    assert other.routes == [1, 0]
+
+
+# The default pool's RM names on a world small enough to build in seconds.
+SHRINK = [
+    "world.policy_model.n_embd=32",
+    "world.sft.steps=10",
+    "world.sft.train_examples=500",
+    "world.sft.eval_per_domain=10",
+    "world.eval_pairs_per_domain=20",
+    *[
+        f"++world.reward_models.{rm}.{key}"
+        for rm in ("strings_expert", "numbers_expert", "noisy_generalist", "length_hacker")
+        for key in ("pairs_per_domain=40", "epochs=1", "model.n_embd=32")
+    ],
+]
+
+
+def test_laser_compare_end_to_end(tmp_path):
+    """The main method list, 2 seeds, 4 steps: table, CSV and plots with every method."""
+    methods = yaml.safe_load((Path(CONF_DIR) / "compare" / "main.yaml").read_text())["methods"]
+    extra = ",".join(f'"{o}"' for o in SHRINK)
+    out = tmp_path / "sweep"
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.compare",
+            "seed=0,1",
+            "steps=4",
+            "eval_every=2",
+            "eval_size=16",
+            f"extra=[{extra}]",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={out}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with (out / "results.csv").open() as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == set(methods)
+    assert all(r["seeds"] == "2" for r in rows.values())
+    for r in rows.values():
+        assert 0.0 <= float(r["acc_mean"]) <= 1.0
+    # equal step budgets: one RM per prompt, K RMs per prompt for the ensemble
+    single = float(rows["laser"]["rm_forward_samples"])
+    assert single == 4 * 8 * 4  # steps x prompts x samples
+    assert float(rows["mean_ensemble"]["rm_forward_samples"]) == 4 * single
+    assert float(rows["oracle"]["routing_mean"]) == 1.0
+    table = (out / "results.md").read_text()
+    assert all(m in table for m in methods) and "McNemar" in table
+    pngs = {p.name for p in out.glob("*.png")}
+    assert {"accuracy_curves.png", "rm_cost.png", "arm_selection_laser.png"} <= pngs
+    assert "arm_selection_mean_ensemble.png" not in pngs
