@@ -99,3 +99,38 @@ def train(cfg: DictConfig) -> None:
         f"final gold accuracy {final['eval/accuracy']:.3f} after {loop.step_count} steps; "
         f"RM forward samples {loop.rm_cost()}; selections {picks}"
     )
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="ope")
+def ope(cfg: DictConfig) -> None:
+    """Off-policy evaluation of a selector from a run's logged decisions (laser-ope)."""
+    from laser.checkpoint import load_checkpoint
+    from laser.ope import read_decisions, report
+
+    log = read_decisions(cfg.run_dir)
+    sizes = {"num_arms": log.num_arms}
+    if "dim" in cfg.bandit.keys():
+        sizes["dim"] = log.contexts.shape[1]
+    arm = cfg.bandit.get("arm")
+    if isinstance(arm, str):
+        names = _arm_names(Path(cfg.run_dir))
+        if arm not in names:
+            raise ValueError(f"bandit.arm={arm!r} is not among the logged RMs {names}")
+        sizes["arm"] = names.index(arm)
+    target = instantiate(cfg.bandit, **sizes)
+    if cfg.checkpoint:
+        target.load_state_dict(load_checkpoint(Path(cfg.checkpoint))["selector"])
+    name = cfg.bandit._target_.rsplit(".", 1)[-1] + (f"(arm={arm})" if arm is not None else "")
+    print(report(log, target, name, cfg.l2_lambda))
+
+
+def _arm_names(run_dir: Path) -> list[str]:
+    """RM names by arm index, as the decision log recorded them."""
+    import json
+
+    names: dict[int, str] = {}
+    for line in (run_dir / "decisions.jsonl").read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            names.setdefault(int(row["arm"]), row["rm"])
+    return [names.get(k, f"arm{k}") for k in range(max(names) + 1)]

@@ -77,6 +77,25 @@ class JsonlLogger:
         self._file.close()
 
 
+class DecisionWriter:
+    """``decisions.jsonl``: one line per selector update (step, context, RM, arm, propensity
+    of the choice, feedback given) for off-policy evaluation with ``laser-ope``. Each line is
+    appended and flushed on its own, so a crash loses at most the line being written."""
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not append:
+            self.path.write_text("")
+
+    def write(self, step: int, context: Any, rm: str, arm: int, propensity: float, reward: float):
+        x = context.tolist() if hasattr(context, "tolist") else list(context)
+        record = {"step": step, "context": x, "rm": rm, "arm": arm}
+        record.update(propensity=propensity, reward=reward)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
 def _json_default(value: Any) -> Any:
     """Configs may hold numpy/tensor scalars, arrays or paths: store them readably, not fail."""
     if hasattr(value, "tolist"):

@@ -38,6 +38,7 @@ class LoopConfig:
     checkpoint_every: int = 0  # 0: only at the end
     quarantine_after: int = 3  # consecutive failures of an RM before it leaves the pool
     seed: int = 0
+    log_decisions: bool = False  # write decisions.jsonl for off-policy evaluation (laser-ope)
 
     def __post_init__(self) -> None:
         if self.selection not in ("batch", "prompt"):
@@ -74,6 +75,7 @@ class Orchestrator:
         logger: Any,
         config: LoopConfig,
         checkpointer: Any = None,
+        decisions: Any = None,
     ) -> None:
         if selector.num_arms != len(pool):
             raise ValueError(f"selector has {selector.num_arms} arms for {len(pool)} RMs")
@@ -82,6 +84,8 @@ class Orchestrator:
         self.selector, self.featurizer = selector, featurizer
         self.feedback, self.normalizer = feedback, normalizer
         self.logger, self.config, self.checkpointer = logger, config, checkpointer
+        self.decisions = decisions  # a laser.logging.DecisionWriter, or None
+        self.propensities: list[float] = []  # of this step's choices, per prompt
         self.step_count = 0
         self.failures: Counter[str] = Counter()  # consecutive failures per RM
         self.quarantined: list[str] = []
@@ -128,19 +132,21 @@ class Orchestrator:
         return self.task.examples("train", self.config.batch_size, seed=seed)
 
     def select(self, x: torch.Tensor) -> tuple[dict[int, list[int]], float]:
-        """{arm: prompt indices} and the mean propensity of the choices made."""
+        """{arm: prompt indices} and the mean propensity of the choices made (each prompt's
+        is kept in ``self.propensities`` for the decision log)."""
         if self.config.selection == "batch":
             context = batch_context(x)
             arm = self.selector.select(context)
             prob = float(self.selector.probabilities(context)[arm])
+            self.propensities = [prob] * x.shape[0]
             return {arm: list(range(x.shape[0]))}, prob
         groups: dict[int, list[int]] = {}
-        probs = []
+        self.propensities = []
         for i in range(x.shape[0]):
             arm = self.selector.select(x[i])
-            probs.append(float(self.selector.probabilities(x[i])[arm]))
+            self.propensities.append(float(self.selector.probabilities(x[i])[arm]))
             groups.setdefault(arm, []).append(i)
-        return groups, sum(probs) / len(probs)
+        return groups, sum(self.propensities) / len(self.propensities)
 
     def score(
         self, rollout: Rollout, groups: dict[int, list[int]]
@@ -196,12 +202,21 @@ class Orchestrator:
                 raw[arm] = self._measure(self.feedback.after, arm, stats, before[arm], batch)
         given, raws = [], []
         for arm, prompts in groups.items():
-            for context, value in self._arm_feedback(raw[arm], prompts, x):
+            for prompt, context, value in self._arm_feedback(raw[arm], prompts, x):
                 if value is not None:
                     raws.append(value)
                 fb = self.normalizer.floor if value is None else self.normalizer.normalize(value)
                 self.selector.update(arm, context, fb)
                 given.append(fb)
+                if self.decisions is not None:  # for off-policy evaluation (laser-ope)
+                    self.decisions.write(
+                        self.step_count + 1,
+                        context,
+                        self.arms[arm],
+                        arm,
+                        self.propensities[prompt],
+                        fb,
+                    )
         if raws:
             metrics["bandit/feedback_raw"] = sum(raws) / len(raws)
         if given:
@@ -209,18 +224,18 @@ class Orchestrator:
         return metrics
 
     def _arm_feedback(self, raw: Feedback, prompts: list[int], x: torch.Tensor):
-        """(context, raw value or None) pairs for one arm's selector updates: one per prompt in
-        per-prompt mode, one for the batch otherwise; prompts a per-prompt signal left out
-        (nothing learnt about them) get none."""
+        """(prompt, context, raw value or None) for one arm's selector updates: one per prompt
+        in per-prompt mode, one for the batch otherwise (its first prompt standing for it);
+        prompts a per-prompt signal left out (nothing learnt about them) get none."""
         if self.config.selection == "batch":
             if isinstance(raw, dict):
                 if not raw:
                     return []
                 raw = sum(raw.values()) / len(raw)
-            return [(batch_context(x), raw)]
+            return [(prompts[0], batch_context(x), raw)]
         if isinstance(raw, dict):
-            return [(x[p], raw[p]) for p in prompts if p in raw]
-        return [(x[p], raw) for p in prompts]
+            return [(p, x[p], raw[p]) for p in prompts if p in raw]
+        return [(p, x[p], raw) for p in prompts]
 
     @staticmethod
     def _samples(rollout: Rollout, prompts: list[int]) -> list[int]:

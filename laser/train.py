@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from laser.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from laser.features import Normalized, Projected, minilm_path
+from laser.logging import DecisionWriter
 from laser.orchestrator import LoopConfig, Orchestrator
 from laser.policy import PolicyConfig, PolicyTrainer
 from laser.rewards import AgreementEnsemble, MeanEnsemble, MinEnsemble, UncertaintyEnsemble
@@ -170,6 +171,11 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
         logger=logger,
         config=config.loop,
         checkpointer=checkpointer,
+        decisions=(
+            DecisionWriter(run_dir / "decisions.jsonl", append=bool(config.resume))
+            if config.loop.log_decisions
+            else None
+        ),
     )
     if config.resume:
         resume(loop, Path(config.resume))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from laser.bandits import Bandit
 
@@ -22,7 +23,11 @@ def test_bandit_config_composes_and_instantiates(name):
     with initialize_config_dir(config_dir=str(CONF / "bandit"), version_base="1.3"):
         cfg = compose(config_name=name)
     sizes = {"num_arms": 3, **({"dim": 4} if "dim" in cfg.keys() else {})}
-    selector = instantiate(cfg, **sizes)
+    if "routes" in cfg.keys():  # the oracle router: filled from the world at run time
+        sizes.update(dim=4, routes=[0, 1, 2, 0])
+    # stochastic selectors read ${loop.seed} from the run config they are part of
+    root = OmegaConf.create({"loop": {"seed": 0}, "bandit": cfg})
+    selector = instantiate(root.bandit, **sizes)
     assert isinstance(selector, Bandit) and selector.num_arms == 3
     x = np.ones(4)
     arm = selector.select(x)
