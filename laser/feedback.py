@@ -98,6 +98,26 @@ class NegLoss:
         return mine or None  # no pair among this RM's prompts: it taught nothing
 
 
+def pairwise_agreement(
+    rewards: torch.Tensor, gold: torch.Tensor, groups: dict[Any, list[int]]
+) -> dict[Any, float]:
+    """Per group of samples (one prompt's), the share of pairs with different gold scores that
+    ``rewards`` order the same way (reward ties count half). Groups without such a pair carry
+    no information and are left out."""
+    out = {}
+    for key, idx in groups.items():
+        agree = pairs = 0.0
+        for a in idx:
+            for b in idx:
+                if gold[a] > gold[b]:
+                    pairs += 1
+                    diff = float(rewards[a] - rewards[b])
+                    agree += 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
+        if pairs:
+            out[key] = agree / pairs
+    return out
+
+
 class GoldAgreement:
     """Per prompt: the share of the prompt's sample pairs with different gold scores that the
     chosen RM orders like the gold checker does (ties in the RM's scores count half).
@@ -117,24 +137,11 @@ class GoldAgreement:
         self, loop: Any, rm_name: str, stats: StepStats, before: Any, batch: ArmBatch
     ) -> Feedback:
         r = batch.rollout
-        gold = {
-            i: loop.task.evaluate(
-                r.prompts[i], r.completions[i], {k: v[i] for k, v in r.metadata.items()}
-            )
-            for i in batch.samples
-        }
-        out = {}
-        for prompt, idx in batch.prompt_samples().items():
-            agree = pairs = 0.0
-            for a in idx:
-                for b in idx:
-                    if gold[a] > gold[b]:
-                        pairs += 1
-                        diff = float(batch.rewards[a] - batch.rewards[b])
-                        agree += 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
-            if pairs:
-                out[prompt] = agree / pairs
-        return out
+        gold = torch.zeros(len(r.completions))
+        for i in batch.samples:
+            meta = {k: v[i] for k, v in r.metadata.items()}
+            gold[i] = loop.task.evaluate(r.prompts[i], r.completions[i], meta)
+        return pairwise_agreement(batch.rewards, gold, batch.prompt_samples())
 
 
 class _ProbeSignal:
