@@ -204,3 +204,24 @@ def test_contextual_selectors_learn(factory):
     learned = run_bandit(factory(), LinearEnv(dim=8, seed=7), steps).sum()
     random = run_bandit(RandomArm(4, seed=0), LinearEnv(dim=8, seed=7), steps).sum()
     assert learned < 0.25 * random
+
+
+def test_gaussian_argmax_grid_rule_matches_adaptive_quadrature():
+    """The vectorised grid rule (all stds within a factor 50) against scipy quad."""
+    from scipy import integrate
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        k = int(rng.integers(2, 7))
+        means, stds = rng.normal(size=k), rng.uniform(0.05, 2.0, size=k)
+        probs = gaussian_argmax_probabilities(means, stds)
+        for a in range(k):
+
+            def f(u, a=a):
+                v = means[a] + stds[a] * u
+                others = [norm.cdf((v - means[j]) / stds[j]) for j in range(k) if j != a]
+                return norm.pdf(u) * np.prod(others)
+
+            exact = integrate.quad(f, -12, 12, epsabs=1e-11, limit=200)[0]
+            assert abs(probs[a] - exact) < 1e-7

