@@ -47,6 +47,10 @@ class TrainConfig:
     resume: str | None = None  # a run directory or a checkpoint file
     keep_checkpoints: int = 2
     progress: bool = True
+    # RM placement: RMs load lazily (an RM never chosen never loads) and score on rm_device;
+    # rm_offload parks each on CPU after it scored, so one RM at a time holds the accelerator
+    rm_device: str = "cpu"
+    rm_offload: bool = False
 
 
 def typed(cfg: DictConfig) -> TrainConfig:
@@ -69,7 +73,9 @@ class RunCheckpointer:
 
 
 def build_pool(cfg: TrainConfig, world) -> dict[str, Any]:
-    rms = world.reward_models(max_length=cfg.world.max_length)
+    rms = world.reward_models(
+        max_length=cfg.world.max_length, device=cfg.rm_device, offload=cfg.rm_offload
+    )
     if cfg.pool == "individual":
         return rms
     if cfg.pool != "ensemble" or cfg.ensemble not in ENSEMBLES:

@@ -306,3 +306,14 @@ def test_normalize_without_projection(cache, tmp_path):
     loop = build_loop(cfg_for(cache, tmp_path, "features.projection_dim=null"), NullLogger())
     x = loop.featurizer(loop.next_batch())
     torch.testing.assert_close(x.norm(dim=1), torch.ones(x.shape[0]))
+
+
+def test_unselected_rms_never_load_and_offload_parks_them(cache, tmp_path):
+    """RM placement: RMs load lazily, so a fixed selector loads exactly one; with rm_offload
+    the chosen RM's weights go back to CPU after scoring (here device=cpu: the moves are
+    checked through the model's device, the GPU figure is benchmarks/rm_placement.py)."""
+    loop, _ = run(cfg_for(cache, tmp_path, "bandit=fixed", "bandit.arm=1", "rm_offload=true"))
+    loaded = {name: rm.loaded for name, rm in loop.pool.items()}
+    assert sum(loaded.values()) == 1 and loaded[loop.arms[1]]
+    chosen = loop.pool[loop.arms[1]]
+    assert chosen.offload_after_score and next(chosen.model.parameters()).device.type == "cpu"

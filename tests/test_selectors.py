@@ -218,9 +218,9 @@ def test_gaussian_argmax_grid_rule_matches_adaptive_quadrature():
         probs = gaussian_argmax_probabilities(means, stds)
         for a in range(k):
 
-            def f(u, a=a):
-                v = means[a] + stds[a] * u
-                others = [norm.cdf((v - means[j]) / stds[j]) for j in range(k) if j != a]
+            def f(u, a=a, m=means, s=stds):
+                v = m[a] + s[a] * u
+                others = [norm.cdf((v - m[j]) / s[j]) for j in range(len(m)) if j != a]
                 return norm.pdf(u) * np.prod(others)
 
             exact = integrate.quad(f, -12, 12, epsabs=1e-11, limit=200)[0]
