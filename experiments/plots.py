@@ -19,12 +19,14 @@ def _by_method(summaries: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def _style(method: str, kind: str, reference: str) -> dict:
+def _style(method: str, kind: str, reference: str, index: int) -> dict:
+    """The reference in bold black, the oracle dashed; 20 distinct colours for the rest."""
     if method == reference:
         return {"linewidth": 2.8, "color": "black", "zorder": 5}
+    color = plt.get_cmap("tab20")(index % 20)
     if kind == "oracle":
-        return {"linestyle": "--", "linewidth": 1.5}
-    return {"linewidth": 1.2, "alpha": 0.8}
+        return {"linestyle": "--", "linewidth": 1.5, "color": color}
+    return {"linewidth": 1.2, "alpha": 0.85, "color": color}
 
 
 def _finish(fig, ax, path: Path, ylabel: str, title: str) -> None:
@@ -41,11 +43,11 @@ def _finish(fig, ax, path: Path, ylabel: str, title: str) -> None:
 def plot_curves(summaries: list[dict], path: Path, reference: str) -> None:
     """Mean eval accuracy (over seeds) against training step, one line per method."""
     fig, ax = plt.subplots(figsize=(8, 5))
-    for method, runs in _by_method(summaries).items():
+    for i, (method, runs) in enumerate(_by_method(summaries).items()):
         steps = [p["step"] for p in runs[0]["curve"]]
         acc = np.array([[p["eval/accuracy"] for p in r["curve"]] for r in runs])
         mean = acc.mean(axis=0)
-        ax.plot(steps, mean, label=method, **_style(method, runs[0]["kind"], reference))
+        ax.plot(steps, mean, label=method, **_style(method, runs[0]["kind"], reference, i))
         if method == reference and len(runs) > 1:
             std = acc.std(axis=0, ddof=1)
             ax.fill_between(steps, mean - std, mean + std, color="black", alpha=0.12)
@@ -55,10 +57,10 @@ def plot_curves(summaries: list[dict], path: Path, reference: str) -> None:
 def plot_rm_cost(summaries: list[dict], path: Path, reference: str) -> None:
     """Cumulative RM forward samples against step."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, runs in _by_method(summaries).items():
+    for i, (method, runs) in enumerate(_by_method(summaries).items()):
         cost = np.mean([r["cost"] for r in runs], axis=0)
         steps = np.arange(1, len(cost) + 1)
-        ax.plot(steps, cost, label=method, **_style(method, runs[0]["kind"], reference))
+        ax.plot(steps, cost, label=method, **_style(method, runs[0]["kind"], reference, i))
     _finish(fig, ax, path, "RM forward samples (cumulative)", "Reward-model compute")
 
 

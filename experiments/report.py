@@ -74,6 +74,9 @@ def paired(summaries: list[dict], a: str, b: str) -> dict[str, float]:
     out = paired_bootstrap(xs, ys, strata)
     out.update(mcnemar_exact(xs, ys))
     out["seeds"] = len(seeds)
+    # the CI above resamples eval prompts: it does not see training-seed variance, so also
+    # count the seeds on which a beat b
+    out["seed_wins"] = sum(runs_a[s]["final"]["mean"] > runs_b[s]["final"]["mean"] for s in seeds)
     return out
 
 
@@ -114,17 +117,19 @@ def markdown(
         f"accuracy on their domain; chance is 1/K = {1 / k:.2f}.",
         "",
         f"Paired comparisons of {reference} (same seeds, same eval prompts): difference in mean "
-        "accuracy with a 95% stratified bootstrap CI, and the exact McNemar test on per-prompt "
-        "outcomes.",
+        "accuracy with a 95% bootstrap CI over eval prompts (stratified by seed and domain), the "
+        "exact McNemar test on per-prompt outcomes, and the seeds on which "
+        f"{reference} scored higher. The CI and p-value treat the training runs as given: "
+        "seed-to-seed variance is in the std columns above and in the seed count.",
         "",
         f"| {reference} vs | difference | 95% CI | prompts only {reference} / only other got right "
-        "| McNemar p |",
-        "|---|---:|---:|---:|---:|",
+        f"| McNemar p | seeds {reference} ahead |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for other, c in comparisons.items():
         lines.append(
             f"| {other} | {c['diff']:+.3f} | [{c['low']:+.3f}, {c['high']:+.3f}] "
-            f"| {c['a_wins']} / {c['b_wins']} | {c['p']:.3g} |"
+            f"| {c['a_wins']} / {c['b_wins']} | {c['p']:.3g} | {c['seed_wins']}/{c['seeds']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -153,3 +158,23 @@ def write_results(out: Path, summaries: list[dict], *, reference: str, warmup: f
         if r["kind"] != "ensemble":
             plot_arm_selection(summaries, r["method"], out / f"arm_selection_{r['method']}.png")
     return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Re-aggregate a finished (or partly finished) sweep directory:
+    ``python -m experiments.report <sweep dir> [--reference laser] [--warmup 0.2]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--reference", default="laser")
+    parser.add_argument("--warmup", type=float, default=0.2)
+    args = parser.parse_args(argv)
+    paths = sorted(args.sweep_dir.glob("*/*/summary.json"))
+    summaries = [json.loads(p.read_text()) for p in paths]
+    print(write_results(args.sweep_dir, summaries, reference=args.reference, warmup=args.warmup))
+
+
+if __name__ == "__main__":
+    main()

@@ -150,7 +150,23 @@ def test_laser_compare_end_to_end(tmp_path):
     assert float(rows["mean_ensemble"]["rm_forward_samples"]) == 4 * single
     assert float(rows["oracle"]["routing_mean"]) == 1.0
     table = (out / "results.md").read_text()
-    assert all(m in table for m in methods) and "McNemar" in table
+    assert all(m in table for m in methods) and "McNemar" in table and "seeds laser ahead" in table
     pngs = {p.name for p in out.glob("*.png")}
     assert {"accuracy_curves.png", "rm_cost.png", "arm_selection_laser.png"} <= pngs
     assert "arm_selection_mean_ensemble.png" not in pngs
+
+
+def test_sweep_size_counts_config_and_command_line_sweeps():
+    from omegaconf import OmegaConf
+
+    from experiments.compare import sweep_size
+
+    cfg = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {"params": {"seed": "0,1,2", "method": "a,b,c,d"}},
+                "overrides": {"task": ["seed=0,1", "steps=4"]},
+            }
+        }
+    )
+    assert sweep_size(cfg) == 2 * 4  # the command line's seeds replace the config's
