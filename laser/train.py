@@ -22,6 +22,7 @@ from laser.orchestrator import LoopConfig, Orchestrator
 from laser.policy import PolicyConfig, PolicyTrainer
 from laser.rewards import AgreementEnsemble, MeanEnsemble, MinEnsemble, UncertaintyEnsemble
 from laser.world import WorldConfig, prepare_world
+from laser.world.external import ExternalConfig, ExternalWorld
 from laser.world.prepare import make_suite
 
 ENSEMBLES = {
@@ -38,6 +39,8 @@ class TrainConfig:
     ``logger`` are Hydra ``_target_`` nodes instantiated as they are."""
 
     world: WorldConfig = field(default_factory=WorldConfig)
+    # set: a world of existing models and datasets instead of the built-in one
+    external: ExternalConfig | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     pool: str = "individual"  # individual: one arm per RM | ensemble: one arm, all RMs
@@ -73,6 +76,8 @@ class RunCheckpointer:
 
 
 def build_pool(cfg: TrainConfig, world) -> dict[str, Any]:
+    if cfg.rm_device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"rm_device={cfg.rm_device!r} but this machine has no CUDA device")
     rms = world.reward_models(
         max_length=cfg.world.max_length, device=cfg.rm_device, offload=cfg.rm_offload
     )
@@ -144,23 +149,32 @@ def selector_args(node: DictConfig, pool: dict, featurizer, world) -> dict[str, 
     return args
 
 
+def load_world(config: TrainConfig):
+    """(world, task): the built-in world (built or reused from the cache), or an external one
+    (``external``: existing models and datasets)."""
+    if config.external is not None:
+        world = ExternalWorld(config.external)
+        return world, world.task()
+    world = prepare_world(config.world, config.cache_dir, progress=config.progress)
+    return world, make_suite(config.world)
+
+
 def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     """Everything a run needs, restored from a checkpoint when ``resume`` is set."""
     config = typed(cfg)
-    world = prepare_world(config.world, config.cache_dir, progress=config.progress)
+    world, task = load_world(config)
     tokenizer, policy = world.tokenizer(), world.policy()
     # sampling uses the global RNG: seed it after the (possibly cached) world is ready, so a
     # run depends on its seed alone, not on whether the world had to be built first
     torch.manual_seed(config.loop.seed)
     trainer = PolicyTrainer(policy, copy.deepcopy(policy), tokenizer, config.policy)
-    task = make_suite(config.world)
     pool = build_pool(config, world)
     featurizer = build_featurizer(
-        cfg.features, trainer.policy, tokenizer, list(config.world.task.domains), config.loop.seed
+        cfg.features, trainer.policy, tokenizer, list(task.domains), config.loop.seed
     )
     selector = instantiate(cfg.bandit, **selector_args(cfg.bandit, pool, featurizer, world))
     signal, normalizer = build_feedback(cfg.feedback, task, config.loop.seed)
-    description = {name: str(world.path / "rms" / name) for name in world.reward_model_names}
+    description = world.reward_model_sources()
     run_dir = Path(
         config.resume if config.resume and Path(config.resume).is_dir() else config.output_dir
     )

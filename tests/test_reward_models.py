@@ -270,3 +270,36 @@ def test_rm_that_throws_is_wrapped_with_its_name():
 def test_mismatched_batch_is_rejected(tiny_rm, char_tok):
     with pytest.raises(RewardModelError, match="2 prompts but 1 completions"):
         HFRewardModel(tiny_rm, char_tok, name="x").score(["a", "b"], ["c"])
+
+
+def test_likelihood_rm_is_the_mean_completion_log_likelihood(tmp_path):
+    """Against a per-sample hand computation; batching (right padding) changes nothing."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
+
+    from laser.models import char_tokenizer, tiny_gpt2_config
+    from laser.rewards import LikelihoodRewardModel
+
+    tok = char_tokenizer()
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(
+        tiny_gpt2_config(tok, n_layer=1, n_head=2, n_embd=32, n_positions=64)
+    ).eval()
+    lm.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    prompts, completions = ["ab", "hello ", "x"], ["cd", "w", "a longer one"]
+    rm = LikelihoodRewardModel(tmp_path / "lm", name="lik", batch_size=2)
+    assert not rm.loaded  # lazy until the first score
+    scores = rm.score(prompts, completions)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        p_ids = tok(p).input_ids
+        c_ids = tok(c, add_special_tokens=False).input_ids + [tok.eos_token_id]
+        ids = torch.tensor([p_ids + c_ids])
+        with torch.no_grad():
+            logp = F.log_softmax(lm(ids).logits[0, :-1], -1)
+        targets = ids[0, 1:]
+        per_token = logp[torch.arange(len(targets)), targets][len(p_ids) - 1 :]
+        assert scores[i].item() == pytest.approx(per_token.mean().item(), abs=1e-5)
+    one_by_one = torch.cat([rm.score([p], [c]) for p, c in zip(prompts, completions)])
+    assert torch.allclose(scores, one_by_one, atol=1e-5)
+    assert rm.forward_samples == 6

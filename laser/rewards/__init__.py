@@ -9,12 +9,14 @@ from laser.rewards.ensembles import (
 )
 from laser.rewards.function import FunctionReward
 from laser.rewards.hf import HFRewardModel, reward_model_from_causal_lm
+from laser.rewards.likelihood import LikelihoodRewardModel
 from laser.rewards.losses import bradley_terry_loss, pairwise_accuracy, segment_regression_loss
 
 __all__ = [
     "AgreementEnsemble",
     "FunctionReward",
     "HFRewardModel",
+    "LikelihoodRewardModel",
     "MeanEnsemble",
     "MinEnsemble",
     "RewardModel",

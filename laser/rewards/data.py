@@ -88,8 +88,9 @@ def _from_list(rows: list[dict[str, Any]], origin: str) -> datasets.Dataset:
         raise ValueError(f"{origin}: could not build a table from the rows: {exc}") from exc
 
 
-def load_rows(source: Any, split: str = "train") -> datasets.Dataset:
-    """Load a data source (Dataset, list of dicts, local file, hub id) as a Dataset."""
+def load_rows(source: Any, split: str = "train", name: str | None = None) -> datasets.Dataset:
+    """Load a data source (Dataset, list of dicts, local file, hub id with an optional
+    configuration ``name`` and ``split``) as a Dataset."""
     if isinstance(source, datasets.Dataset):
         return source
     if isinstance(source, list):
@@ -108,7 +109,7 @@ def load_rows(source: Any, split: str = "train") -> datasets.Dataset:
     if str(source).startswith((".", "/", "~")) or Path(str(source)).suffix:
         raise FileNotFoundError(f"data file not found: {path}")
     try:
-        return datasets.load_dataset(str(source), split=split)
+        return datasets.load_dataset(str(source), name, split=split)
     except Exception as exc:  # offline, unknown id, gated...
         raise ValueError(
             f"could not load {source!r} as a local file or hub dataset: {exc}"

@@ -136,19 +136,24 @@ class HFRewardModel:
             self._prepare(self._model)
 
     # ------------------------------------------------------------------ loading, placement
+    auto_class: Any = AutoModelForSequenceClassification  # what a path loads as
+
     def _prepare(self, model: PreTrainedModel) -> None:
-        check_scalar_head(model, self.name)
+        self._check_model(model)
         if self._tokenizer is None:
             if self._path is None:
                 raise ValueError(f"reward model {self.name!r}: pass its tokenizer")
             self._tokenizer = AutoTokenizer.from_pretrained(self._path)
         self.pad_id = resolve_pad_id(self._tokenizer, model)
 
+    def _check_model(self, model: PreTrainedModel) -> None:
+        check_scalar_head(model, self.name)
+
     @property
     def model(self) -> PreTrainedModel:
         if self._model is None:
             try:
-                model, info = AutoModelForSequenceClassification.from_pretrained(
+                model, info = self.auto_class.from_pretrained(
                     self._path, dtype=self.dtype, output_loading_info=True
                 )
             except Exception as exc:

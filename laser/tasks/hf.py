@@ -15,6 +15,7 @@ or a hub id when online (``laser.rewards.data.load_rows``).
 
 from __future__ import annotations
 
+import random
 import re
 import string
 from typing import Any
@@ -53,12 +54,19 @@ class _RowTask:
     eval_share: float
 
     def examples(self, split: str, n: int, seed: int = 0) -> list[Example]:
-        """``n`` examples of ``split``, cycling from offset ``seed``."""
+        """``n`` examples of ``split``, drawn without replacement (a fresh pass over the split
+        whenever it runs out) in an order fixed by ``seed``. Consecutive seeds give unrelated
+        batches: the loop asks for seed + step, and offsets into one fixed order would make
+        neighbouring steps share all but one prompt."""
         cut = int(round(len(self.rows) * (1 - self.eval_share)))
         rows = self.rows[:cut] if split == "train" else self.rows[cut:]
         if not rows:
             raise ValueError(f"no {split} rows (eval_share={self.eval_share})")
-        return [rows[(seed + i) % len(rows)] for i in range(n)]
+        rng = random.Random(seed)
+        out: list[Example] = []
+        while len(out) < n:
+            out += rng.sample(rows, min(len(rows), n - len(out)))
+        return out
 
 
 class GSM8KTask(_RowTask):

@@ -133,6 +133,10 @@ class World:
     def policy(self):
         return AutoModelForCausalLM.from_pretrained(self.path / "policy")
 
+    def reward_model_sources(self) -> dict[str, str]:
+        """Where each RM's weights live (recorded in checkpoints to compare pools on resume)."""
+        return {name: str(self.path / "rms" / name) for name in self.reward_model_names}
+
     def reward_models(self, **kwargs: Any) -> dict[str, HFRewardModel]:
         """The pool as lazily loaded HFRewardModels, in config order."""
         return {
