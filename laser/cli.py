@@ -84,21 +84,26 @@ def prepare(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def train(cfg: DictConfig) -> None:
     """One LASER run (or baseline) on the built-in world; resumable with resume=<run dir>."""
-    from laser.logging import run_metadata
+    from laser.distributed import Distributed, init_from_env
+    from laser.logging import NullLogger, run_metadata
     from laser.train import build_loop
 
-    logger = instantiate(cfg.logger)
+    init_from_env()  # torchrun / accelerate launch: one process per rank
+    main = Distributed().is_main
+    logger = instantiate(cfg.logger) if main else NullLogger()  # rank 0 alone logs
     logger.log_run_info(run_metadata(OmegaConf.to_container(cfg, resolve=True), cfg.loop.seed))
     try:
         loop = build_loop(cfg, logger)
-        final = loop.run(progress=cfg.progress)
+        final = loop.run(progress=cfg.progress and main)
     finally:
         logger.close()
+    cost = loop.global_rm_cost()  # a collective: every rank takes part
     picks = ", ".join(f"{k}: {v}" for k, v in sorted(loop.picks.items()))
-    print(
-        f"final gold accuracy {final['eval/accuracy']:.3f} after {loop.step_count} steps; "
-        f"RM forward samples {loop.rm_cost()}; selections {picks}"
-    )
+    if main:
+        print(
+            f"final gold accuracy {final['eval/accuracy']:.3f} after {loop.step_count} steps; "
+            f"RM forward samples {cost} (all ranks); selections {picks}"
+        )
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="ope")

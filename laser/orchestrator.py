@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from laser.distributed import Distributed
 from laser.features import batch_context
 from laser.feedback import ArmBatch, Feedback
 from laser.policy.rollout import Rollout, generate_rollout, subset
@@ -76,6 +77,7 @@ class Orchestrator:
         config: LoopConfig,
         checkpointer: Any = None,
         decisions: Any = None,
+        dist: Distributed | None = None,
     ) -> None:
         if selector.num_arms != len(pool):
             raise ValueError(f"selector has {selector.num_arms} arms for {len(pool)} RMs")
@@ -85,6 +87,8 @@ class Orchestrator:
         self.feedback, self.normalizer = feedback, normalizer
         self.logger, self.config, self.checkpointer = logger, config, checkpointer
         self.decisions = decisions  # a laser.logging.DecisionWriter, or None
+        self.dist = dist or Distributed()  # several processes: see laser/distributed.py
+        self.context: torch.Tensor | None = None  # this step's global batch context
         self.propensities: list[float] = []  # of this step's choices, per prompt
         self.step_count = 0
         self.failures: Counter[str] = Counter()  # consecutive failures per RM
@@ -127,26 +131,38 @@ class Orchestrator:
         return metrics
 
     def next_batch(self) -> list[Example]:
-        """A deterministic function of (seed, step): resuming needs no sampler state."""
-        seed = self.config.seed * 1_000_003 + self.step_count
+        """A deterministic function of (seed, step, rank): resuming needs no sampler state."""
+        seed = self.config.seed * 1_000_003 + self.step_count + self.dist.rank * 7_777_777
         return self.task.examples("train", self.config.batch_size, seed=seed)
 
     def select(self, x: torch.Tensor) -> tuple[dict[int, list[int]], float]:
         """{arm: prompt indices} and the mean propensity of the choices made (each prompt's
-        is kept in ``self.propensities`` for the decision log)."""
+        is kept in ``self.propensities`` for the decision log). With several processes the
+        decision covers every rank's prompts and rank 0's is broadcast."""
+        xs = self.dist.gather(x)  # every rank's (B_r, d) contexts
+        context, per_rank = self.dist.broadcast(self._decide(xs))
+        self.context = context  # the global batch context (per-batch mode)
+        groups, self.propensities = per_rank[self.dist.rank]
+        return groups, sum(self.propensities) / len(self.propensities)
+
+    def _decide(self, xs: list[torch.Tensor]):
+        """(global context or None, [(groups, propensities) per rank]). Every rank runs it on
+        the same inputs, so stochastic selectors draw alike and their states stay equal."""
         if self.config.selection == "batch":
-            context = batch_context(x)
+            context = batch_context(torch.cat(xs))
             arm = self.selector.select(context)
             prob = float(self.selector.probabilities(context)[arm])
-            self.propensities = [prob] * x.shape[0]
-            return {arm: list(range(x.shape[0]))}, prob
-        groups: dict[int, list[int]] = {}
-        self.propensities = []
-        for i in range(x.shape[0]):
-            arm = self.selector.select(x[i])
-            self.propensities.append(float(self.selector.probabilities(x[i])[arm]))
-            groups.setdefault(arm, []).append(i)
-        return groups, sum(self.propensities) / len(self.propensities)
+            return context, [({arm: list(range(len(x)))}, [prob] * len(x)) for x in xs]
+        out = []
+        for x in xs:
+            groups: dict[int, list[int]] = {}
+            probs = []
+            for i in range(x.shape[0]):
+                arm = self.selector.select(x[i])
+                probs.append(float(self.selector.probabilities(x[i])[arm]))
+                groups.setdefault(arm, []).append(i)
+            out.append((groups, probs))
+        return None, out
 
     def score(
         self, rollout: Rollout, groups: dict[int, list[int]]
@@ -201,27 +217,37 @@ class Orchestrator:
                 batch = ArmBatch(groups[arm], self._samples(rollout, groups[arm]), rollout, rewards)
                 raw[arm] = self._measure(self.feedback.after, arm, stats, before[arm], batch)
         given, raws = [], []
-        for arm, prompts in groups.items():
-            for prompt, context, value in self._arm_feedback(raw[arm], prompts, x):
-                if value is not None:
-                    raws.append(value)
-                fb = self.normalizer.floor if value is None else self.normalizer.normalize(value)
-                self.selector.update(arm, context, fb)
-                given.append(fb)
-                if self.decisions is not None:  # for off-policy evaluation (laser-ope)
-                    self.decisions.write(
-                        self.step_count + 1,
-                        context,
-                        self.arms[arm],
-                        arm,
-                        self.propensities[prompt],
-                        fb,
-                    )
+        for arm, context, value, propensity in self._feedback_updates(raw, groups, x):
+            if value is not None:
+                raws.append(value)
+            fb = self.normalizer.floor if value is None else self.normalizer.normalize(value)
+            self.selector.update(arm, context, fb)
+            given.append(fb)
+            if self.decisions is not None:  # for off-policy evaluation (laser-ope)
+                name = self.arms[arm]
+                self.decisions.write(self.step_count + 1, context, name, arm, propensity, fb)
         if raws:
             metrics["bandit/feedback_raw"] = sum(raws) / len(raws)
         if given:
             metrics["bandit/feedback"] = sum(given) / len(given)
         return metrics
+
+    def _feedback_updates(self, raw: dict[int, Feedback], groups, x: torch.Tensor) -> list:
+        """(arm, context, raw value or None, propensity) of every selector update of this
+        step, the same list on every rank: all ranks' per-prompt updates in rank order, or one
+        per-batch update on the global context with the ranks' values averaged."""
+        local = [
+            (arm, context, value, self.propensities[p])
+            for arm, prompts in groups.items()
+            for p, context, value in self._arm_feedback(raw[arm], prompts, x)
+        ]
+        everyone = [u for part in self.dist.gather(local) for u in part]
+        if self.config.selection == "prompt" or not self.dist.enabled or not everyone:
+            return everyone
+        values = [v for _, _, v, _ in everyone if v is not None]
+        arm, _, _, propensity = everyone[0]  # one arm: the decision was global
+        mean = sum(values) / len(values) if values else None
+        return [(arm, self.context, mean, propensity)]
 
     def _arm_feedback(self, raw: Feedback, prompts: list[int], x: torch.Tensor):
         """(prompt, context, raw value or None) for one arm's selector updates: one per prompt
@@ -273,7 +299,10 @@ class Orchestrator:
         return out
 
     def quarantine_failing(self) -> None:
-        for name in [n for n in self.arms if self.failures[n] >= self.config.quarantine_after]:
+        """Remove RMs that failed too often in a row (on any rank: all ranks remove alike)."""
+        local = [n for n in self.arms if self.failures[n] >= self.config.quarantine_after]
+        failing = {n for part in self.dist.gather(local) for n in part}
+        for name in [n for n in self.arms if n in failing]:
             if len(self.arms) == 1:
                 raise RewardModelError(
                     f"reward model {name!r} failed {self.failures[name]} "
@@ -295,10 +324,14 @@ class Orchestrator:
 
     # --------------------------------------------------------------------- metrics
     def rm_cost(self) -> int:
-        """RM forward samples of the whole run (including before a resume)."""
+        """RM forward samples of the whole run (including before a resume), this process."""
         return self.cost_offset + sum(
             getattr(rm, "forward_samples", 0) for rm in self.pool.values()
         )
+
+    def global_rm_cost(self) -> int:
+        """RM forward samples over all processes (a collective: every rank calls it)."""
+        return int(self.dist.sum(self.rm_cost()))
 
     def step_metrics(self, groups, propensity, rewards, rollout, start) -> dict[str, float]:
         metrics: dict[str, float] = {"bandit/propensity": propensity}
@@ -315,7 +348,7 @@ class Orchestrator:
         seconds = time.perf_counter() - start
         metrics.update(
             {
-                "cost/rm_forward_samples": float(self.rm_cost()),
+                "cost/rm_forward_samples": float(self.global_rm_cost()),
                 "perf/step_time": seconds,
                 "perf/samples_per_sec": rollout.batch_size / seconds,
             }
@@ -369,7 +402,7 @@ class Orchestrator:
             "quarantined": list(self.quarantined),
             "failures": dict(self.failures),
             "picks": dict(self.picks),
-            "rm_forward_samples": self.rm_cost(),
+            "rm_forward_samples": self.global_rm_cost(),
             "trainer": self.trainer.state_dict(),
             "selector": self.selector.state_dict(),
             "normalizer": self.normalizer.state_dict(),
@@ -384,7 +417,8 @@ class Orchestrator:
         self.failures = Counter({k: int(v) for k, v in state["failures"].items()})
         self.picks = Counter({k: int(v) for k, v in state["picks"].items()})
         spent_here = self.rm_cost() - self.cost_offset
-        self.cost_offset = int(state["rm_forward_samples"]) - spent_here
+        saved = int(state["rm_forward_samples"]) if self.dist.is_main else 0  # the global count
+        self.cost_offset = saved - spent_here
         self.quarantined = [n for n in state["quarantined"]]
         arms = list(state["arms"])
         for name in [n for n in arms if n not in self.pool]:

@@ -16,8 +16,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from laser.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from laser.distributed import Distributed
 from laser.features import Normalized, Projected, minilm_path
-from laser.logging import DecisionWriter
+from laser.logging import DecisionWriter, NullLogger
 from laser.orchestrator import LoopConfig, Orchestrator
 from laser.policy import PolicyConfig, PolicyTrainer
 from laser.rewards import AgreementEnsemble, MeanEnsemble, MinEnsemble, UncertaintyEnsemble
@@ -70,8 +71,11 @@ class RunCheckpointer:
         self.directory, self.keep = Path(directory), keep
         self.pool_description = pool_description
 
-    def save(self, loop: Orchestrator) -> Path:
+    def save(self, loop: Orchestrator) -> Path | None:
+        """Every rank gathers the state (it holds collectives); rank 0 alone writes it."""
         state = {**loop.state_dict(), "pool": self.pool_description}
+        if not loop.dist.is_main:
+            return None
         return save_checkpoint(self.directory, loop.step_count, state, keep=self.keep)
 
 
@@ -162,12 +166,19 @@ def load_world(config: TrainConfig):
 def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     """Everything a run needs, restored from a checkpoint when ``resume`` is set."""
     config = typed(cfg)
+    dist = Distributed()
+    if not dist.is_main:  # rank 0 alone logs (and writes checkpoints and decisions)
+        logger = NullLogger()
+    if not dist.is_main:
+        dist.barrier()  # rank 0 builds or checks the cached world first; the others read it
     world, task = load_world(config)
+    if dist.is_main:
+        dist.barrier()
     tokenizer, policy = world.tokenizer(), world.policy()
     # sampling uses the global RNG: seed it after the (possibly cached) world is ready, so a
     # run depends on its seed alone, not on whether the world had to be built first
-    torch.manual_seed(config.loop.seed)
-    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tokenizer, config.policy)
+    torch.manual_seed(config.loop.seed + dist.rank)
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tokenizer, config.policy, dist)
     pool = build_pool(config, world)
     featurizer = build_featurizer(
         cfg.features, trainer.policy, tokenizer, list(task.domains), config.loop.seed
@@ -193,9 +204,10 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
         checkpointer=checkpointer,
         decisions=(
             DecisionWriter(run_dir / "decisions.jsonl", append=bool(config.resume))
-            if config.loop.log_decisions
+            if config.loop.log_decisions and dist.is_main
             else None
         ),
+        dist=dist,
     )
     if config.resume:
         resume(loop, Path(config.resume))

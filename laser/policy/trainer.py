@@ -12,6 +12,7 @@ import copy
 import torch
 from torch import nn
 
+from laser.distributed import Distributed
 from laser.policy.config import PolicyConfig
 from laser.policy.losses import (
     a2c_actor_loss,
@@ -112,8 +113,12 @@ class PolicyTrainer:
         ref_policy: nn.Module,
         tokenizer,
         config: PolicyConfig | None = None,
+        dist: Distributed | None = None,
     ) -> None:
         self.config = cfg = config or PolicyConfig()
+        # several processes: gradients are averaged and every rank takes the same number of
+        # optimiser steps (empty minibatches step with zero local gradient)
+        self.dist = dist or Distributed()
         _check_distinct(policy, ref_policy)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # minibatch order
         disable_dropout(policy)
@@ -156,17 +161,24 @@ class PolicyTrainer:
             raise ValueError("dense rewards fall on padding positions (response_mask == 0)")
         return rewards.to(self.device)
 
-    def _step(self, loss: torch.Tensor) -> None:
+    def _step(self, loss: torch.Tensor | None) -> None:
+        """One optimiser step; ``loss=None``: this rank has no data for it (zero gradient)
+        but still takes part in the gradient average and the step."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss is not None:
+            loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.dist.mean_grads(params)
         if self.config.max_grad_norm:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         self.optimizer.step()
 
     def _minibatches(self, n: int, num: int) -> list[torch.Tensor]:
         order = torch.randperm(n, generator=self.generator)
-        return [chunk for chunk in torch.chunk(order, min(num, n)) if len(chunk)]
+        chunks = [chunk for chunk in torch.chunk(order, min(num, n)) if len(chunk)] if n else []
+        if self.dist.enabled:  # the same number of steps on every rank
+            chunks += [order[:0]] * (num - len(chunks))
+        return chunks
 
     # ------------------------------------------------------------------------ update
     def update(self, rollout: Rollout, rewards: torch.Tensor) -> StepStats:
@@ -255,6 +267,9 @@ class PolicyTrainer:
                 else self._minibatches(rollout.batch_size, cfg.num_minibatches)
             )
             for idx in batches:
+                if len(idx) == 0:  # another rank has data for this step
+                    self._step(None)
+                    continue
                 logits, logprobs, values = (
                     first if first is not None else self._forward(rollout, idx)
                 )
@@ -300,7 +315,7 @@ class PolicyTrainer:
             kl_ref=None if rollout.logprobs is None else self._kl_ref(rollout.logprobs, rollout),
         )
         pairs = make_pairs(rollout.group, rewards.cpu(), cfg.pair_scheme, cfg.max_pairs)
-        if not pairs:
+        if self.dist.sum(len(pairs)) == 0:  # no rank has a pair: nobody steps
             return StepStats(
                 None,
                 None,
@@ -326,13 +341,16 @@ class PolicyTrainer:
             else sequence_logprobs(self.ref_policy, q, qm, r, rm, 1.0)
         )
         ref_seq = (ref * rm).sum(-1)
-        chosen = torch.tensor([c for c, _ in pairs])
-        rejected = torch.tensor([j for _, j in pairs])
+        chosen = torch.tensor([c for c, _ in pairs], dtype=torch.long)
+        rejected = torch.tensor([j for _, j in pairs], dtype=torch.long)
         totals = {"loss": 0.0, "pg_loss": 0.0, "nll": 0.0, "entropy": 0.0}
         count = 0
         prompt_losses: dict[int, list[float]] = {}
         for _epoch in range(cfg.dpo_epochs):
             for idx in self._minibatches(len(pairs), cfg.num_minibatches):
+                if len(idx) == 0:  # this rank has no pair for this step, another has
+                    self._step(None)
+                    continue
                 both = torch.cat([chosen[idx], rejected[idx]])
                 logits, _ = response_logits(self.policy, q[both], qm[both], r[both], rm[both])
                 logprobs = token_logprobs(logits, r[both]) * rm[both]
@@ -362,6 +380,10 @@ class PolicyTrainer:
                 count += 1
         if cfg.ref_sync:
             self.sync_reference()
+        if count == 0:  # this rank had no pair (others did): it stepped on their gradients
+            return StepStats(
+                None, None, None, None, None, None, **common, train_loss=None, num_pairs=0
+            )
         return StepStats(
             loss=totals["loss"] / count,
             pg_loss=totals["pg_loss"] / count,
