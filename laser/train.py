@@ -158,7 +158,10 @@ def load_world(config: TrainConfig):
     (``external``: existing models and datasets)."""
     if config.external is not None:
         world = ExternalWorld(config.external)
-        return world, world.task()
+        rm_kwargs = dict(
+            max_length=config.world.max_length, device=config.rm_device, offload=config.rm_offload
+        )
+        return world, world.task(**rm_kwargs)
     world = prepare_world(config.world, config.cache_dir, progress=config.progress)
     return world, make_suite(config.world)
 

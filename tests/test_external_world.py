@@ -2,6 +2,7 @@
 same loaders when the hub ids are replaced by tiny local stand-ins; the loop then runs."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,9 @@ def stand_ins(tmp_path_factory):
         lm = AutoModelForCausalLM.from_config(tiny_gpt2_config(tok, **small))
         lm.save_pretrained(root / f"lm{i}")
         tok.save_pretrained(root / f"lm{i}")
+    judge = AutoModelForSequenceClassification.from_config(tiny_gpt2_config(tok, **small))
+    judge.save_pretrained(root / "judge")
+    tok.save_pretrained(root / "judge")
     rows = {
         "gsm8k": [
             {"question": f"what is {i}+{i}?", "answer": f"ok #### {2 * i}"} for i in range(20)
@@ -66,6 +70,17 @@ def stand_ins(tmp_path_factory):
             for i in range(20)
         ],
         "yesno": [{"question": f"is {i} even?", "answer": i % 2 == 0} for i in range(20)],
+        "chat": [  # WildChat's row format (conversation + the columns the config filters on)
+            {
+                "conversation": [
+                    {"role": "user", "content": f"say {i}"},
+                    {"role": "assistant", "content": f"{i}"},
+                ],
+                "language": "English" if i % 4 else "French",
+                "toxic": i % 5 == 0,
+            }
+            for i in range(40)
+        ],
     }
     for name, data in rows.items():
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
@@ -84,11 +99,17 @@ def test_paper_configs_run_on_local_stand_ins(stand_ins, tmp_path, experiment):
         f"external.reward_models.{name}.source={stand_ins / (stand_in_rm(rm.kind) + str(i % 4))}"
         for i, (name, rm) in enumerate(base.external.reward_models.items())
     ]
-    files = {"gsm8k": "gsm8k", "multiple_choice": "mc"}
+    files = {"gsm8k": "gsm8k", "multiple_choice": "mc", "prompts": "chat"}
     overrides += [
         f"external.tasks.{i}.source={stand_ins / (files[t.kind] + '.jsonl')}"
         for i, t in enumerate(base.external.tasks)
     ]
+    if base.external.judge is not None:  # a stand-in outside the pool (rm0..3 / lm0..3 are in)
+        overrides += [
+            f"external.judge.source={stand_ins / 'judge'}",
+            "external.judge.kind=classifier",
+            "external.judge.chat_template=false",  # the stand-in tokenizer has no template,
+        ]
     cfg = _compose(
         f"experiment={experiment}",
         *overrides,
@@ -108,6 +129,7 @@ def test_paper_configs_run_on_local_stand_ins(stand_ins, tmp_path, experiment):
     assert isinstance(loop.task, MixtureTask) and len(loop.pool) == len(base.external.reward_models)
     final = loop.run(progress=False)
     assert loop.step_count == 2 and 0.0 <= final["eval/accuracy"] <= 1.0
+    assert {e.domain for e in loop.eval_examples} == {t.domain for t in base.external.tasks}
     # every prompt was scored by a working RM (a failing RM would only be reported)
     assert not any(loop.failures.values()) and loop.rm_cost() == 2 * 3 * 2
 
@@ -148,3 +170,65 @@ def test_cuda_rm_device_without_a_gpu_fails_before_training(stand_ins, tmp_path)
     )
     with pytest.raises(ValueError, match="no CUDA device"):
         build_loop(cfg, NullLogger())
+
+
+def test_prompt_task_reads_wildchat_rows_and_judges_against_the_reference(stand_ins):
+    from laser.rewards.function import FunctionReward
+    from laser.tasks.prompts import PromptTask
+
+    where = {"language": "English", "toxic": False}
+    # a judge that prefers longer answers: its verdicts are known in advance
+    judge = FunctionReward(
+        lambda prompts, completions, **_: [float(len(x)) for x in completions], name="len"
+    )
+    task = PromptTask(stand_ins / "chat.jsonl", judge=judge, domain="chat", where=where)
+    kept = [i for i in range(40) if i % 4 and i % 5]  # English and not toxic
+    assert [e.prompt for e in task.rows] == [f"say {i}" for i in kept]
+    e = task.rows[0]  # "say 1", reference "1"
+    assert e.meta()["reference"] == "1"
+    assert task.evaluate(e.prompt, "11", e.meta()) == 1.0  # longer: wins
+    assert task.evaluate(e.prompt, "2", e.meta()) == 0.5  # as long: tie
+    assert task.evaluate(e.prompt, "", e.meta()) == 0.0
+    no_ref = {"domain": "chat", "answer": "", "reference": ""}
+    assert task.evaluate("p", "ab", no_ref) == pytest.approx(1 / (1 + math.exp(-2.0)))
+
+
+def test_prompt_task_errors_name_the_problem(stand_ins, tmp_path):
+    from laser.rewards.function import FunctionReward
+    from laser.tasks.prompts import PromptTask
+
+    with pytest.raises(ValueError, match="no gold answers.*judge"):
+        task = PromptTask(stand_ins / "chat.jsonl")
+        task.evaluate("p", "c", {"reference": "r"})
+    with pytest.raises(ValueError, match="'prompt' or a 'conversation' column"):
+        PromptTask(stand_ins / "gsm8k.jsonl")
+    with pytest.raises(ValueError, match=r"where= names column\(s\) \['lang'\]"):
+        PromptTask(stand_ins / "chat.jsonl", where={"lang": "English"})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"conversation": [{"role": "assistant", "content": "hi"}]}) + "\n")
+    with pytest.raises(ValueError, match="row 0: conversation has no non-empty user turn"):
+        PromptTask(bad)
+    from laser.rewards import HFRewardModel
+
+    with pytest.raises(Exception, match="chat_template=True but its tokenizer has no chat"):
+        HFRewardModel(stand_ins / "judge", chat_template=True).score(["p"], ["c"])
+    nan_judge = FunctionReward(
+        lambda prompts, completions, **_: [float("nan")] * len(completions), name="nan"
+    )
+    task = PromptTask(stand_ins / "chat.jsonl", judge=nan_judge)
+    with pytest.raises(Exception, match="nan"):
+        task.evaluate("p", "c", {"reference": "r"})
+
+
+def test_prompt_tasks_need_a_judge_outside_the_pool():
+    rms = {"a": RMSource("rm/a"), "b": RMSource("rm/b")}
+    tasks = [TaskSource(kind="prompts", source="chat.jsonl")]
+    with pytest.raises(ValueError, match="external.judge is not set"):
+        ExternalWorld(ExternalConfig(policy="p", reward_models=rms, tasks=tasks))
+    with pytest.raises(ValueError, match="also in reward_models"):
+        ExternalWorld(
+            ExternalConfig(policy="p", reward_models=rms, tasks=tasks, judge=RMSource("rm/a"))
+        )
+    gsm = [TaskSource(kind="gsm8k", source="g.jsonl", where={"x": 1})]
+    with pytest.raises(ValueError, match="where is only supported by kind 'prompts'"):
+        ExternalWorld(ExternalConfig(policy="p", reward_models=rms, tasks=gsm))

@@ -144,6 +144,11 @@ class HFRewardModel:
             if self._path is None:
                 raise ValueError(f"reward model {self.name!r}: pass its tokenizer")
             self._tokenizer = AutoTokenizer.from_pretrained(self._path)
+        if self.chat_template and not getattr(self._tokenizer, "chat_template", None):
+            raise RewardModelError(
+                f"reward model {self.name!r}: chat_template=True but its tokenizer has no chat "
+                "template; set chat_template=False or use a tokenizer that ships one"
+            )
         self.pad_id = resolve_pad_id(self._tokenizer, model)
 
     def _check_model(self, model: PreTrainedModel) -> None:

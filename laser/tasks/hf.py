@@ -59,6 +59,8 @@ class _RowTask:
         batches: the loop asks for seed + step, and offsets into one fixed order would make
         neighbouring steps share all but one prompt."""
         cut = int(round(len(self.rows) * (1 - self.eval_share)))
+        if 0 < self.eval_share and cut == len(self.rows) > 1:  # a small share of few rows
+            cut -= 1  # still holds one row out rather than none
         rows = self.rows[:cut] if split == "train" else self.rows[cut:]
         if not rows:
             raise ValueError(f"no {split} rows (eval_share={self.eval_share})")

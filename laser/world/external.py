@@ -18,18 +18,20 @@ from laser.rewards import HFRewardModel, LikelihoodRewardModel
 from laser.rewards.data import load_rows
 from laser.tasks.hf import GSM8KTask, MultipleChoiceTask
 from laser.tasks.mixture import MixtureTask
+from laser.tasks.prompts import PromptTask
 
-TASK_KINDS = {"gsm8k": GSM8KTask, "multiple_choice": MultipleChoiceTask}
+TASK_KINDS = {"gsm8k": GSM8KTask, "multiple_choice": MultipleChoiceTask, "prompts": PromptTask}
 
 
 @dataclass
 class TaskSource:
-    kind: str = "gsm8k"  # gsm8k | multiple_choice
+    kind: str = "gsm8k"  # gsm8k | multiple_choice | prompts (open-ended; needs a judge)
     source: str = ""  # a local .jsonl/.json/.parquet/.csv or a hub id
     name: str | None = None  # the hub dataset's configuration (e.g. "main" for GSM8K)
     split: str = "train"  # the hub split to read (local files: the whole file)
     domain: str = ""
     eval_share: float = 0.2
+    where: dict[str, Any] = field(default_factory=dict)  # keep rows whose column == value
 
 
 @dataclass
@@ -37,6 +39,7 @@ class RMSource:
     source: str = ""  # local directory or hub id (downloaded: resolved from the HF cache)
     kind: str = "classifier"  # classifier: scalar-head RM | likelihood: a causal LM's mean
     # log-likelihood of the completion (how the LASeR authors' code scores with its RMs)
+    chat_template: bool = False  # format (prompt, completion) with the RM tokenizer's template
 
 
 RM_KINDS = {"classifier": HFRewardModel, "likelihood": LikelihoodRewardModel}
@@ -63,6 +66,9 @@ class ExternalConfig:
     reward_models: dict[str, RMSource] = field(default_factory=dict)
     tasks: list[TaskSource] = field(default_factory=list)
     torch_dtype: str = "auto"
+    # scores held-out completions of ``prompts`` tasks (laser/tasks/prompts.py); keep it out of
+    # reward_models, or the policy is graded by an RM it was trained on
+    judge: RMSource | None = None
 
 
 class ExternalWorld:
@@ -89,6 +95,30 @@ class ExternalWorld:
             for name, rm in cfg.reward_models.items()
             if rm.kind not in RM_KINDS
         ]
+        rms = [*cfg.reward_models.values(), *([cfg.judge] if cfg.judge else [])]
+        if any(rm.chat_template and rm.kind == "likelihood" for rm in rms):
+            problems.append("chat_template is only supported by kind 'classifier' RMs")
+        problems += [
+            f"external.tasks[{i}].where is only supported by kind 'prompts'"
+            for i, t in enumerate(cfg.tasks)
+            if t.where and t.kind != "prompts"
+        ]
+        if any(t.kind == "prompts" for t in cfg.tasks) and cfg.judge is None:
+            problems.append(
+                "external.tasks has a 'prompts' task (no gold answers) but external.judge is "
+                "not set: name an RM outside the pool to score held-out completions"
+            )
+        if cfg.judge is not None:
+            pool = {rm.source for rm in cfg.reward_models.values()}
+            if cfg.judge.source in pool:
+                problems.append(
+                    f"external.judge {cfg.judge.source!r} is also in reward_models: the policy "
+                    "would be graded by an RM it was trained on"
+                )
+            if cfg.judge.kind not in RM_KINDS:
+                problems.append(
+                    f"external.judge.kind={cfg.judge.kind!r} is not one of {sorted(RM_KINDS)}"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         self.cfg = cfg
@@ -107,21 +137,31 @@ class ExternalWorld:
 
     def reward_models(self, **kwargs: Any) -> dict[str, HFRewardModel]:
         return {
-            name: RM_KINDS[rm.kind](resolve(rm.source), name=name, **kwargs)
+            name: RM_KINDS[rm.kind](
+                resolve(rm.source), name=name, chat_template=rm.chat_template, **kwargs
+            )
             for name, rm in self.cfg.reward_models.items()
         }
 
     def reward_model_sources(self) -> dict[str, str]:
         return {name: rm.source for name, rm in self.cfg.reward_models.items()}
 
-    def task(self) -> MixtureTask:
-        return MixtureTask(
-            [
-                TASK_KINDS[t.kind](
-                    load_rows(t.source, split=t.split, name=t.name),
-                    domain=t.domain or t.kind,
-                    eval_share=t.eval_share,
-                )
-                for t in self.cfg.tasks
-            ]
+    def task(self, **rm_kwargs: Any) -> MixtureTask:
+        """The tasks as one mixture; ``rm_kwargs`` (device, max_length, offload) place the
+        judge of ``prompts`` tasks like the pool's RMs (it loads lazily, on first use)."""
+        judge = self.cfg.judge
+        judge_rm = (
+            RM_KINDS[judge.kind](
+                resolve(judge.source), name="judge", chat_template=judge.chat_template, **rm_kwargs
+            )
+            if judge is not None
+            else None
         )
+        tasks = []
+        for t in self.cfg.tasks:
+            rows = load_rows(t.source, split=t.split, name=t.name)
+            kwargs: dict[str, Any] = {"domain": t.domain or t.kind, "eval_share": t.eval_share}
+            if t.kind == "prompts":
+                kwargs.update(judge=judge_rm, where=dict(t.where))
+            tasks.append(TASK_KINDS[t.kind](rows, **kwargs))
+        return MixtureTask(tasks)
