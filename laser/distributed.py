@@ -27,9 +27,15 @@ import torch.distributed as dist
 
 
 def init_from_env() -> None:
-    """Start the process group when launched with WORLD_SIZE > 1 (gloo on CPU, nccl on GPU)."""
+    """Start the process group when launched with WORLD_SIZE > 1. With GPUs each rank takes
+    cuda:LOCAL_RANK and CUDA tensors (gradients) go through nccl, CPU tensors (contexts,
+    decisions, counts) through gloo; without GPUs everything goes through gloo."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("cpu:gloo,cuda:nccl")
+        else:
+            dist.init_process_group("gloo")
 
 
 class Distributed:
@@ -39,6 +45,7 @@ class Distributed:
         self.enabled = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         self.rank = dist.get_rank() if self.enabled else 0
         self.world_size = dist.get_world_size() if self.enabled else 1
+        self.local_rank = int(os.environ.get("LOCAL_RANK", self.rank))  # GPU index on its node
 
     @property
     def is_main(self) -> bool:

@@ -36,6 +36,7 @@ class LoopConfig:
     selection: str = "batch"  # batch | prompt (prompts grouped by their chosen arm)
     eval_every: int = 0  # 0: only at the end
     eval_size: int = 200
+    eval_max_new_tokens: int = 10  # greedy decoding length of the held-out evaluation
     checkpoint_every: int = 0  # 0: only at the end
     quarantine_after: int = 3  # consecutive failures of an RM before it leaves the pool
     seed: int = 0
@@ -49,6 +50,7 @@ class LoopConfig:
             "batch_size",
             "samples_per_prompt",
             "max_new_tokens",
+            "eval_max_new_tokens",
             "quarantine_after",
         ):
             if getattr(self, name) < 1:
@@ -357,7 +359,13 @@ class Orchestrator:
 
     def evaluate(self) -> dict[str, float]:
         """Gold accuracy per domain on the held-out set (greedy decoding)."""
-        scores = example_scores(self.trainer.policy, self.tokenizer, self.task, self.eval_examples)
+        scores = example_scores(
+            self.trainer.policy,
+            self.tokenizer,
+            self.task,
+            self.eval_examples,
+            self.config.eval_max_new_tokens,
+        )
         acc = macro_accuracy(scores, self.eval_examples)
         self.last_eval_scores = scores  # per example: paired comparisons between runs
         out = {f"task/{d}/accuracy": v for d, v in acc.items() if d != "mean"}

@@ -55,6 +55,23 @@ class TrainConfig:
     # rm_offload parks each on CPU after it scored, so one RM at a time holds the accelerator
     rm_device: str = "cpu"
     rm_offload: bool = False
+    # where the policy (and its reference copy) trains: cpu | cuda | cuda:N; under DDP "cuda"
+    # means each rank's own GPU (cuda:LOCAL_RANK)
+    device: str = "cpu"
+
+
+def check_cuda(**settings: str) -> None:
+    for name, value in settings.items():
+        if value.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"{name}={value!r} but this machine has no CUDA device")
+
+
+def policy_device(device: str, dist: Distributed) -> torch.device:
+    """``device`` checked, with "cuda" resolved to this rank's GPU under DDP."""
+    check_cuda(device=device)
+    if device == "cuda" and dist.enabled:
+        return torch.device("cuda", dist.local_rank)
+    return torch.device(device)
 
 
 def typed(cfg: DictConfig) -> TrainConfig:
@@ -80,8 +97,7 @@ class RunCheckpointer:
 
 
 def build_pool(cfg: TrainConfig, world) -> dict[str, Any]:
-    if cfg.rm_device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"rm_device={cfg.rm_device!r} but this machine has no CUDA device")
+    check_cuda(rm_device=cfg.rm_device)
     rms = world.reward_models(
         max_length=cfg.world.max_length, device=cfg.rm_device, offload=cfg.rm_offload
     )
@@ -172,12 +188,15 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     dist = Distributed()
     if not dist.is_main:  # rank 0 alone logs (and writes checkpoints and decisions)
         logger = NullLogger()
+    check_cuda(rm_device=config.rm_device)  # before any world is built
+    device = policy_device(config.device, dist)
     if not dist.is_main:
         dist.barrier()  # rank 0 builds or checks the cached world first; the others read it
     world, task = load_world(config)
     if dist.is_main:
         dist.barrier()
-    tokenizer, policy = world.tokenizer(), world.policy()
+    tokenizer = world.tokenizer()
+    policy = world.policy().to(device)
     # sampling uses the global RNG: seed it after the (possibly cached) world is ready, so a
     # run depends on its seed alone, not on whether the world had to be built first
     torch.manual_seed(config.loop.seed + dist.rank)

@@ -117,6 +117,8 @@ def test_paper_configs_run_on_local_stand_ins(stand_ins, tmp_path, experiment):
         "progress=false",
         "policy.lora_target_modules=[c_attn]",  # the GPT-2 stand-in's attention projection
         "rm_device=cpu",
+        "device=cpu",
+        "loop.eval_max_new_tokens=3",
         "features.projection_dim=8",
         "loop.steps=2",
         "loop.batch_size=3",
@@ -162,12 +164,11 @@ def test_mixture_draws_evenly_and_checks_with_each_task(stand_ins):
         MixtureTask([GSM8KTask(stand_ins / "gsm8k.jsonl"), GSM8KTask(stand_ins / "gsm8k.jsonl")])
 
 
-def test_cuda_rm_device_without_a_gpu_fails_before_training(stand_ins, tmp_path):
+@pytest.mark.parametrize("setting", ["rm_device=cuda", "device=cuda"])
+def test_cuda_without_a_gpu_fails_before_training(stand_ins, tmp_path, setting):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    cfg = _compose(
-        "rm_device=cuda", "experiment=smoke", f"cache_dir={tmp_path}", "output_dir=/tmp/x"
-    )
+    cfg = _compose(setting, "experiment=smoke", f"cache_dir={tmp_path}", "output_dir=/tmp/x")
     with pytest.raises(ValueError, match="no CUDA device"):
         build_loop(cfg, NullLogger())
 

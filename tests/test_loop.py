@@ -317,3 +317,17 @@ def test_unselected_rms_never_load_and_offload_parks_them(cache, tmp_path):
     assert sum(loaded.values()) == 1 and loaded[loop.arms[1]]
     chosen = loop.pool[loop.arms[1]]
     assert chosen.offload_after_score and next(chosen.model.parameters()).device.type == "cpu"
+
+
+def test_evaluation_decodes_eval_max_new_tokens(cache, tmp_path, monkeypatch):
+    import laser.world.sft as sft
+
+    lengths, real = [], sft.greedy_completions
+
+    def spy(model, tokenizer, prompts, max_new_tokens=10, batch_size=128):
+        lengths.append(max_new_tokens)
+        return real(model, tokenizer, prompts, max_new_tokens, batch_size)
+
+    monkeypatch.setattr(sft, "greedy_completions", spy)
+    run(cfg_for(cache, tmp_path, "loop.eval_max_new_tokens=2"))
+    assert lengths and set(lengths) == {2}

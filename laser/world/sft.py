@@ -72,6 +72,8 @@ def greedy_completions(
             for p in prompts[start : start + batch_size]
         ]
         x, mask = left_pad(chunk, tokenizer.pad_token_id)  # generation continues from the prompt
+        device = next(model.parameters()).device
+        x, mask = x.to(device), mask.to(device)
         width = x.shape[1]
         gen = model.generate(
             input_ids=x,
@@ -85,9 +87,12 @@ def greedy_completions(
     return out
 
 
-def example_scores(model, tokenizer, task: Task, examples: list[Example]) -> list[float]:
+def example_scores(
+    model, tokenizer, task: Task, examples: list[Example], max_new_tokens: int = 10
+) -> list[float]:
     """Greedy-decoding gold score of each example, in order."""
-    completions = greedy_completions(model, tokenizer, [e.prompt for e in examples])
+    prompts = [e.prompt for e in examples]
+    completions = greedy_completions(model, tokenizer, prompts, max_new_tokens)
     return [task.evaluate(e.prompt, c, e.meta()) for e, c in zip(examples, completions)]
 
 
