@@ -1,0 +1,161 @@
+"""Time and peak memory of one LASER step with a pool of K reward models (issue 8).
+
+    python benchmarks/laser_step.py                    # GPT-2-small-sized policy and 4 RMs
+    python benchmarks/laser_step.py --k 8 --offload    # 8 RMs, each parked on CPU after use
+
+A step is the whole loop iteration of ``laser-train``: context features, the LinUCB choice
+per prompt, sampling, scoring with the chosen RMs, the iterative-DPO update and the bandit
+update. The run is the real ``build_loop`` on an external world of randomly initialised
+GPT-2-shaped models saved to a temporary directory (the same path as
+``experiment=paper_reasoning``, with stand-ins), so nothing is downloaded. On a GPU the
+policy and RMs sit there (``device=cuda rm_device=cuda``) and the figure is
+``torch.cuda.max_memory_allocated``; on CPU it is the process's peak resident memory.
+Median step time after --warmup steps. Writes benchmarks/results/laser_step.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import resource
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from _common import RESULTS, machine, write_csv
+from laser.cli import CONF_DIR
+from laser.logging import NullLogger
+from laser.models import char_tokenizer, tiny_gpt2_config
+from laser.train import build_loop
+
+
+def save_world(root: Path, k: int, layers: int, width: int) -> None:
+    """A policy, K scalar-head RMs of the same shape and a GSM8K-format dataset."""
+    tok = char_tokenizer()
+    shape = dict(n_layer=layers, n_head=max(1, width // 64), n_embd=width, n_positions=512)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(tiny_gpt2_config(tok, **shape)).save_pretrained(
+        root / "policy"
+    )
+    tok.save_pretrained(root / "policy")
+    for i in range(k):
+        torch.manual_seed(i + 1)
+        rm = AutoModelForSequenceClassification.from_config(tiny_gpt2_config(tok, **shape))
+        rm.save_pretrained(root / f"rm{i}")
+        tok.save_pretrained(root / f"rm{i}")
+    rows = [{"question": f"what is {i} + {i}?", "answer": f"#### {2 * i}"} for i in range(200)]
+    (root / "gsm8k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def peak_memory_mib(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--k", type=int, default=4, help="reward models in the pool")
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--width", type=int, default=768)
+    parser.add_argument("--batch", type=int, default=8, help="prompts per step")
+    parser.add_argument("--samples", type=int, default=4, help="samples per prompt")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--offload", action="store_true", help="rm_offload=true")
+    parser.add_argument(
+        "--minibatches", type=int, default=1, help="policy.num_minibatches (memory vs time)"
+    )
+    args = parser.parse_args()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        # built in a child process, so the peak memory below is the run's, not the build's
+        child = mp.get_context("spawn").Process(
+            target=save_world, args=(root, args.k, args.layers, args.width)
+        )
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"building the stand-in models failed (exit code {child.exitcode})")
+        rms = [f"+external.reward_models.rm{i}.source={root / f'rm{i}'}" for i in range(args.k)]
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(
+                config_name="train",
+                overrides=[
+                    "logger=none",
+                    "policy=dpo",
+                    f"++policy.num_minibatches={args.minibatches}",
+                    "features=policy_mean",
+                    "bandit=linucb",
+                    "feedback=neg_loss",
+                    f"+external.policy={root / 'policy'}",
+                    "+external.torch_dtype=float32",
+                    *rms,
+                    f"+external.tasks=[{{kind: gsm8k, source: '{root / 'gsm8k.jsonl'}'}}]",
+                    f"output_dir={root / 'run'}",
+                    "progress=false",
+                    f"device={device}",
+                    f"rm_device={device}",
+                    f"rm_offload={str(args.offload).lower()}",
+                    "world.max_length=256",
+                    "loop.selection=prompt",
+                    f"loop.batch_size={args.batch}",
+                    f"loop.samples_per_prompt={args.samples}",
+                    f"loop.max_new_tokens={args.new_tokens}",
+                    f"loop.steps={args.warmup + args.steps}",
+                    "loop.eval_every=0",
+                    "loop.checkpoint_every=0",
+                ],
+            )
+        loop = build_loop(cfg, NullLogger())
+        times = []
+        for _ in range(args.warmup + args.steps):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            loop.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times[args.warmup :])
+        loaded = sum(getattr(rm, "loaded", True) for rm in loop.pool.values())
+        params = sum(p.numel() for p in loop.trainer.policy.parameters()) / 1e6
+    peak = peak_memory_mib(device)
+    row = {
+        "device": device,
+        "k_rms": args.k,
+        "rm_offload": args.offload,
+        "dpo_minibatches": args.minibatches,
+        "policy_params_m": round(params, 1),
+        "prompts_x_samples": f"{args.batch}x{args.samples}",
+        "new_tokens": args.new_tokens,
+        "median_step_s": round(seconds, 3),
+        "step_times_s": " ".join(f"{t:.3f}" for t in times),
+        "peak_memory_mib": round(peak, 1),
+        "peak_memory_kind": "cuda max_memory_allocated" if device == "cuda" else "process RSS",
+        "rms_loaded": loaded,
+    }
+    print(
+        f"one LASER step: {seconds:.3f} s (median of {args.steps}); peak memory {peak:.0f} MiB "
+        f"({row['peak_memory_kind']}); policy {params:.1f}M params; {loaded}/{args.k} RMs loaded"
+    )
+    suffix = f"{device}_k{args.k}_mb{args.minibatches}{'_offload' if args.offload else ''}"
+    write_csv(RESULTS / f"laser_step_{suffix}.csv", [row])
+    print(f"wrote {RESULTS / f'laser_step_{suffix}.csv'}")
+
+
+if __name__ == "__main__":
+    main()
