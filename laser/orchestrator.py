@@ -358,14 +358,19 @@ class Orchestrator:
         return metrics
 
     def evaluate(self) -> dict[str, float]:
-        """Gold accuracy per domain on the held-out set (greedy decoding)."""
-        scores = example_scores(
+        """Gold accuracy per domain on the held-out set (greedy decoding). With several
+        processes each rank scores every world_size-th example and the scores are gathered."""
+        step = self.dist.world_size
+        mine = example_scores(
             self.trainer.policy,
             self.tokenizer,
             self.task,
-            self.eval_examples,
+            self.eval_examples[self.dist.rank :: step],
             self.config.eval_max_new_tokens,
         )
+        scores: list[float] = [0.0] * len(self.eval_examples)
+        for rank, part in enumerate(self.dist.gather(mine)):
+            scores[rank::step] = part
         acc = macro_accuracy(scores, self.eval_examples)
         self.last_eval_scores = scores  # per example: paired comparisons between runs
         out = {f"task/{d}/accuracy": v for d, v in acc.items() if d != "mean"}
@@ -414,6 +419,8 @@ class Orchestrator:
             "trainer": self.trainer.state_dict(),
             "selector": self.selector.state_dict(),
             "normalizer": self.normalizer.state_dict(),
+            # each rank samples with its own RNG stream (the trainer's state holds rank 0's)
+            "rank_rng": self.dist.gather(torch.get_rng_state()),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -421,6 +428,9 @@ class Orchestrator:
         self.trainer.load_state_dict(state["trainer"])
         self.selector.load_state_dict(state["selector"])
         self.normalizer.load_state_dict(state["normalizer"])
+        streams = state.get("rank_rng") or []
+        if len(streams) == self.dist.world_size:  # the same number of processes as saved
+            torch.set_rng_state(streams[self.dist.rank])
         self.step_count = int(state["step"])
         self.failures = Counter({k: int(v) for k, v in state["failures"].items()})
         self.picks = Counter({k: int(v) for k, v in state["picks"].items()})

@@ -30,6 +30,7 @@ def _worker(rank, world, port, cache, out, overrides):
 
     from laser.logging import NullLogger
     from laser.train import build_loop
+    from laser.world.sft import example_scores
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -50,6 +51,14 @@ def _worker(rank, world, port, cache, out, overrides):
                 "selector": loop.selector.state_dict(),
                 "normalizer": loop.normalizer.state_dict(),
                 "local_cost": loop.rm_cost(),
+                "eval_scores": loop.last_eval_scores,  # sharded over the ranks, gathered
+                "eval_reference": example_scores(  # this rank alone, on the whole set
+                    loop.trainer.policy,
+                    loop.tokenizer,
+                    loop.task,
+                    loop.eval_examples,
+                    loop.config.eval_max_new_tokens,
+                ),
                 "global_cost": loop.global_rm_cost(),
             },
             out / f"rank{rank}.pt",
@@ -95,6 +104,7 @@ def test_two_processes_stay_in_sync(world_cache, tmp_path, overrides):
     if "loop.selection=batch" in overrides:
         assert r0["arms"] == r1["arms"]  # one decision, broadcast
     assert r0["global_cost"] == r1["global_cost"] == r0["local_cost"] + r1["local_cost"]
+    assert r0["eval_scores"] == r1["eval_scores"] == r0["eval_reference"]
     assert any((tmp_path / "rank0" / "checkpoints").glob("ckpt-*.pt"))
     assert not (tmp_path / "rank1" / "checkpoints").exists() or not any(
         (tmp_path / "rank1" / "checkpoints").glob("ckpt-*.pt")
@@ -144,3 +154,47 @@ def test_laser_train_under_torchrun(world_cache, tmp_path):
     decisions = (run_dir / "decisions.jsonl").read_text().splitlines()
     assert len(decisions) == 3  # per-batch: one decision per step, written once
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.pt"))
+
+
+def _resume_worker(rank, world, port, cache, out):
+    """4 steps straight vs 2 steps, a checkpoint, a lost 3rd step, and a resume to 4."""
+    from test_loop import cfg_for
+
+    from laser.logging import NullLogger
+    from laser.train import build_loop
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        common = ("policy=dpo", "loop.steps=4", "loop.checkpoint_every=0", "loop.selection=prompt")
+        full = build_loop(cfg_for(cache, out / "full", *common), NullLogger())
+        full.run(progress=False)
+        cut = build_loop(cfg_for(cache, out / "cut", *common), NullLogger())
+        cut.step()
+        cut.step()
+        cut.checkpointer.save(cut)  # written by rank 0 into the shared run dir
+        cut.step()  # lost, as with kill -9
+        dist.barrier()
+        resumed = build_loop(
+            cfg_for(cache, out / f"new{rank}", *common, f"resume={out / 'cut'}"), NullLogger()
+        )
+        resumed.run(progress=False)
+        torch.save(
+            {
+                name: torch.cat([p.detach().flatten() for p in lp.trainer.policy.parameters()])
+                for name, lp in (("full", full), ("resumed", resumed))
+            }
+            | {"cost": (full.global_rm_cost(), resumed.global_rm_cost())},
+            out / f"resume{rank}.pt",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def test_resume_under_ddp_is_exact(world_cache, tmp_path):
+    mp.spawn(_resume_worker, args=(2, _free_port(), world_cache, tmp_path), nprocs=2)
+    for rank in (0, 1):
+        r = torch.load(tmp_path / f"resume{rank}.pt", weights_only=False)
+        torch.testing.assert_close(r["full"], r["resumed"])  # each rank's own RNG restored
+        assert r["cost"][0] == r["cost"][1]
