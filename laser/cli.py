@@ -109,6 +109,7 @@ def train(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="ope")
 def ope(cfg: DictConfig) -> None:
     """Off-policy evaluation of a selector from a run's logged decisions (laser-ope)."""
+    from laser.bandits.baselines import arm_by_name
     from laser.checkpoint import load_checkpoint
     from laser.ope import read_decisions, report
 
@@ -118,10 +119,7 @@ def ope(cfg: DictConfig) -> None:
         sizes["dim"] = log.contexts.shape[1]
     arm = cfg.bandit.get("arm")
     if isinstance(arm, str):
-        names = _arm_names(Path(cfg.run_dir))
-        if arm not in names:
-            raise ValueError(f"bandit.arm={arm!r} is not among the logged RMs {names}")
-        sizes["arm"] = names.index(arm)
+        sizes["arm"] = arm_by_name(arm, _arm_names(Path(cfg.run_dir)), "among the logged RMs")
     target = instantiate(cfg.bandit, **sizes)
     if cfg.checkpoint:
         target.load_state_dict(load_checkpoint(Path(cfg.checkpoint))["selector"])

@@ -205,7 +205,7 @@ class Orchestrator:
         """6. policy update on the samples whose RM scored them; 7. bandit feedback, for each
         chosen RM on its own prompts (per prompt where the signal gives per-prompt values)."""
         good_prompts = {p for arm, ps in groups.items() if ok[arm] for p in ps}
-        keep = [i for i, g in enumerate(rollout.group.tolist()) if g in good_prompts]
+        keep = self._samples(rollout, good_prompts)
         metrics: dict[str, float] = {}
         raw: dict[int, Feedback] = {arm: None for arm in groups}  # None: the floor
         if keep:
@@ -266,7 +266,8 @@ class Orchestrator:
         return [(p, x[p], raw) for p in prompts]
 
     @staticmethod
-    def _samples(rollout: Rollout, prompts: list[int]) -> list[int]:
+    def _samples(rollout: Rollout, prompts) -> list[int]:
+        """Indices of the samples of ``prompts`` (prompt indices) in the rollout."""
         chosen = set(prompts)
         return [i for i, g in enumerate(rollout.group.tolist()) if g in chosen]
 

@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from laser.bandits.baselines import arm_by_name
 from laser.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from laser.distributed import Distributed
 from laser.features import Normalized, Projected, minilm_path
@@ -96,11 +97,13 @@ class RunCheckpointer:
         return save_checkpoint(self.directory, loop.step_count, state, keep=self.keep)
 
 
+def rm_placement(cfg: TrainConfig) -> dict[str, Any]:
+    """How every RM (the pool's, an external world's judge) is loaded and placed."""
+    return dict(max_length=cfg.world.max_length, device=cfg.rm_device, offload=cfg.rm_offload)
+
+
 def build_pool(cfg: TrainConfig, world) -> dict[str, Any]:
-    check_cuda(rm_device=cfg.rm_device)
-    rms = world.reward_models(
-        max_length=cfg.world.max_length, device=cfg.rm_device, offload=cfg.rm_offload
-    )
+    rms = world.reward_models(**rm_placement(cfg))
     if cfg.pool == "individual":
         return rms
     if cfg.pool != "ensemble" or cfg.ensemble not in ENSEMBLES:
@@ -158,9 +161,7 @@ def selector_args(node: DictConfig, pool: dict, featurizer, world) -> dict[str, 
     if "dim" in node.keys():
         args["dim"] = featurizer.dim
     if isinstance(node.get("arm"), str):
-        if node.arm not in names:
-            raise ValueError(f"bandit.arm={node.arm!r} is not in the pool {names}")
-        args["arm"] = names.index(node.arm)
+        args["arm"] = arm_by_name(node.arm, names, "in the pool")
     if "routes" in node.keys() and node.routes is None:
         domains = getattr(featurizer, "domains", None)
         if domains is None:
@@ -174,10 +175,7 @@ def load_world(config: TrainConfig):
     (``external``: existing models and datasets)."""
     if config.external is not None:
         world = ExternalWorld(config.external)
-        rm_kwargs = dict(
-            max_length=config.world.max_length, device=config.rm_device, offload=config.rm_offload
-        )
-        return world, world.task(**rm_kwargs)
+        return world, world.task(**rm_placement(config))
     world = prepare_world(config.world, config.cache_dir, progress=config.progress)
     return world, make_suite(config.world)
 

@@ -66,6 +66,14 @@ def _one_hot(k: int, n: int) -> np.ndarray:
     return probs
 
 
+def arm_by_name(name: str, names: list[str], where: str) -> int:
+    """The index of RM ``name`` among ``names`` (``where`` says what they are, for the error):
+    configs name FixedArm's arm by RM, the selector counts arms."""
+    if name not in names:
+        raise ValueError(f"bandit.arm={name!r} is not {where} {names}")
+    return names.index(name)
+
+
 class FixedArm(_NonLearning):
     """Always plays ``arm``. Removing an earlier arm shifts it down; removing it is an error."""
 

@@ -316,18 +316,7 @@ class PolicyTrainer:
         )
         pairs = make_pairs(rollout.group, rewards.cpu(), cfg.pair_scheme, cfg.max_pairs)
         if self.dist.sum(len(pairs)) == 0:  # no rank has a pair: nobody steps
-            return StepStats(
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                **common,
-                train_loss=None,
-                num_pairs=0,
-                skipped=True,
-            )
+            return self._no_update(common, skipped=True)
         q, qm, r, rm = (
             rollout.query_ids,
             rollout.query_mask,
@@ -381,9 +370,7 @@ class PolicyTrainer:
         if cfg.ref_sync:
             self.sync_reference()
         if count == 0:  # this rank had no pair (others did): it stepped on their gradients
-            return StepStats(
-                None, None, None, None, None, None, **common, train_loss=None, num_pairs=0
-            )
+            return self._no_update(common, skipped=False)
         return StepStats(
             loss=totals["loss"] / count,
             pg_loss=totals["pg_loss"] / count,
@@ -395,6 +382,22 @@ class PolicyTrainer:
             train_loss=totals["loss"] / count,
             num_pairs=len(pairs),
             group_loss={g: sum(v) / len(v) for g, v in prompt_losses.items()},
+        )
+
+    @staticmethod
+    def _no_update(common: dict, skipped: bool) -> StepStats:
+        """The stats of a DPO step without a pair on this rank (no loss to report)."""
+        return StepStats(
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            **common,
+            train_loss=None,
+            num_pairs=0,
+            skipped=skipped,
         )
 
     @torch.no_grad()

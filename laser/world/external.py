@@ -60,6 +60,13 @@ def resolve(source: str) -> str:
         ) from exc
 
 
+def load_rm(name: str, rm: RMSource, **kwargs: Any) -> HFRewardModel:
+    """An RM of the pool (or the judge) from its source; it loads lazily, on first use."""
+    return RM_KINDS[rm.kind](
+        resolve(rm.source), name=name, chat_template=rm.chat_template, **kwargs
+    )
+
+
 @dataclass
 class ExternalConfig:
     policy: str = ""  # a causal LM: local directory or hub id
@@ -90,14 +97,19 @@ class ExternalWorld:
             for i, t in enumerate(cfg.tasks)
             if t.kind not in TASK_KINDS
         ]
+        rms = {f"external.reward_models.{name}": rm for name, rm in cfg.reward_models.items()}
+        if cfg.judge is not None:
+            rms["external.judge"] = cfg.judge
         problems += [
-            f"external.reward_models.{name}.kind={rm.kind!r} is not one of {sorted(RM_KINDS)}"
-            for name, rm in cfg.reward_models.items()
+            f"{key}.kind={rm.kind!r} is not one of {sorted(RM_KINDS)}"
+            for key, rm in rms.items()
             if rm.kind not in RM_KINDS
         ]
-        rms = [*cfg.reward_models.values(), *([cfg.judge] if cfg.judge else [])]
-        if any(rm.chat_template and rm.kind == "likelihood" for rm in rms):
-            problems.append("chat_template is only supported by kind 'classifier' RMs")
+        problems += [
+            f"{key}: chat_template is only supported by kind 'classifier' RMs"
+            for key, rm in rms.items()
+            if rm.chat_template and rm.kind == "likelihood"
+        ]
         problems += [
             f"external.tasks[{i}].where is only supported by kind 'prompts'"
             for i, t in enumerate(cfg.tasks)
@@ -108,17 +120,13 @@ class ExternalWorld:
                 "external.tasks has a 'prompts' task (no gold answers) but external.judge is "
                 "not set: name an RM outside the pool to score held-out completions"
             )
-        if cfg.judge is not None:
-            pool = {rm.source for rm in cfg.reward_models.values()}
-            if cfg.judge.source in pool:
-                problems.append(
-                    f"external.judge {cfg.judge.source!r} is also in reward_models: the policy "
-                    "would be graded by an RM it was trained on"
-                )
-            if cfg.judge.kind not in RM_KINDS:
-                problems.append(
-                    f"external.judge.kind={cfg.judge.kind!r} is not one of {sorted(RM_KINDS)}"
-                )
+        if cfg.judge is not None and cfg.judge.source in {
+            rm.source for rm in cfg.reward_models.values()
+        }:
+            problems.append(
+                f"external.judge {cfg.judge.source!r} is also in reward_models: the policy "
+                "would be graded by an RM it was trained on"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         self.cfg = cfg
@@ -136,12 +144,7 @@ class ExternalWorld:
         )
 
     def reward_models(self, **kwargs: Any) -> dict[str, HFRewardModel]:
-        return {
-            name: RM_KINDS[rm.kind](
-                resolve(rm.source), name=name, chat_template=rm.chat_template, **kwargs
-            )
-            for name, rm in self.cfg.reward_models.items()
-        }
+        return {name: load_rm(name, rm, **kwargs) for name, rm in self.cfg.reward_models.items()}
 
     def reward_model_sources(self) -> dict[str, str]:
         return {name: rm.source for name, rm in self.cfg.reward_models.items()}
@@ -150,13 +153,7 @@ class ExternalWorld:
         """The tasks as one mixture; ``rm_kwargs`` (device, max_length, offload) place the
         judge of ``prompts`` tasks like the pool's RMs (it loads lazily, on first use)."""
         judge = self.cfg.judge
-        judge_rm = (
-            RM_KINDS[judge.kind](
-                resolve(judge.source), name="judge", chat_template=judge.chat_template, **rm_kwargs
-            )
-            if judge is not None
-            else None
-        )
+        judge_rm = load_rm("judge", judge, **rm_kwargs) if judge is not None else None
         tasks = []
         for t in self.cfg.tasks:
             rows = load_rows(t.source, split=t.split, name=t.name)

@@ -65,6 +65,7 @@ def greedy_completions(
     model, tokenizer, prompts: list[str], max_new_tokens: int = 10, batch_size: int = 128
 ) -> list[str]:
     model.eval()
+    device = next(model.parameters()).device
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
         chunk = [
@@ -72,7 +73,6 @@ def greedy_completions(
             for p in prompts[start : start + batch_size]
         ]
         x, mask = left_pad(chunk, tokenizer.pad_token_id)  # generation continues from the prompt
-        device = next(model.parameters()).device
         x, mask = x.to(device), mask.to(device)
         width = x.shape[1]
         gen = model.generate(
