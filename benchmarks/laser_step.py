@@ -31,10 +31,10 @@ from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from _common import RESULTS, machine, write_csv
+from laser.build import build_loop
 from laser.cli import CONF_DIR
 from laser.logging import NullLogger
 from laser.models import char_tokenizer, tiny_gpt2_config
-from laser.train import build_loop
 
 
 def save_world(root: Path, k: int, layers: int, width: int) -> None:
@@ -131,7 +131,7 @@ def main() -> None:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         seconds = statistics.median(times[args.warmup :])
-        loaded = sum(getattr(rm, "loaded", True) for rm in loop.pool.values())
+        loaded = sum(getattr(rm, "loaded", True) for rm in loop.router.arms.rms.values())
         params = sum(p.numel() for p in loop.trainer.policy.parameters()) / 1e6
     peak = peak_memory_mib(device)
     row = {

@@ -22,7 +22,6 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -56,12 +55,11 @@ class Recorder:
         self.routes: list[dict[str, int]] = []
         self.curve: list[dict[str, float]] = []
 
-    def __call__(self, loop: Any, metrics: dict[str, float]) -> None:
-        self.cost.append(loop.rm_cost())
-        self.routes.append(dict(Counter(f"{d}|{rm}" for d, rm in loop.last_routes)))
-        every = loop.config.eval_every
-        if every and loop.step_count % every == 0 and loop.last_eval:
-            self.curve.append({"step": loop.step_count, **loop.last_eval})
+    def __call__(self, record: Any) -> None:
+        self.cost.append(record.rm_cost)
+        self.routes.append(dict(Counter(f"{d}|{rm}" for d, rm in record.routes)))
+        if record.evaluation is not None:
+            self.curve.append({"step": record.step, **record.evaluation.metrics})
 
 
 def method_kind(train_cfg: DictConfig) -> str:
@@ -74,28 +72,28 @@ def method_kind(train_cfg: DictConfig) -> str:
 
 def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     """One (method, seed) run; returns and writes its summary."""
-    from laser.train import best_rm_per_domain, build_loop, typed
+    from laser.build import best_rm_per_domain, build_logger, build_loop, typed
     from laser.world import prepare_world
 
     overrides = train_overrides(cfg, cfg.method, cfg.seed, output_dir)
     train_cfg = compose(config_name="train", overrides=overrides)
     world = prepare_world(typed(train_cfg).world, cfg.cache_dir, progress=False)  # cached
-    logger = instantiate(train_cfg.logger)
+    logger = build_logger(train_cfg.logger)
     recorder = Recorder()
     start = time.perf_counter()
     try:
         loop = build_loop(train_cfg, logger)
-        initial = loop.evaluate() if cfg.eval_at_start else None
-        if initial is not None:
-            recorder.curve.append({"step": 0, **initial})
+        if cfg.eval_at_start:
+            recorder.curve.append({"step": 0, **loop.evaluate().metrics})
         final = loop.run(progress=False, on_step=recorder)
     finally:
         logger.close()
     wall = time.perf_counter() - start
     if not recorder.curve or recorder.curve[-1]["step"] != loop.step_count:
-        recorder.curve.append({"step": loop.step_count, **final})
+        recorder.curve.append({"step": loop.step_count, **final.metrics})
     domains = list(loop.task.domains)
-    pool = list(loop.arms) + list(loop.quarantined)
+    arms = loop.router.arms
+    pool = list(arms.names) + list(arms.quarantined)
     summary = {
         "method": cfg.method,
         "seed": int(cfg.seed),
@@ -105,10 +103,10 @@ def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
         "best_rm": dict(zip(domains, best_rm_per_domain(world, world.reward_model_names, domains))),
         "rm_domain_accuracy": world.summary["rm_domain_accuracy"],
         "kind": method_kind(train_cfg),
-        "final": {"mean": final["eval/accuracy"]}
-        | {d: final[f"task/{d}/accuracy"] for d in domains},
-        "eval_scores": loop.last_eval_scores,
-        "eval_domains": [e.domain for e in loop.eval_examples],
+        "final": {"mean": final.accuracy}
+        | {d: final.metrics[f"task/{d}/accuracy"] for d in domains},
+        "eval_scores": final.scores,
+        "eval_domains": [e.domain for e in loop.evaluator.examples],
         "curve": recorder.curve,
         "cost": recorder.cost,
         "routes": recorder.routes,
@@ -148,7 +146,7 @@ class CompareCallback(Callback):
         self.bar: tqdm | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from laser.train import typed
+        from laser.build import typed
         from laser.world import prepare_world
 
         sweep_dir = config.hydra.sweep.dir

@@ -1,7 +1,6 @@
-"""Command-line entry points. The only place that touches Hydra: configs become typed
-dataclasses here and plain objects are passed on.
-
-``laser-train-rm``: train and save a reward model (conf/train_rm.yaml).
+"""Command-line entry points (Hydra): ``laser-train-rm``, ``laser-prepare``, ``laser-train``
+and ``laser-ope``. Configs are composed against the typed schemas of ``laser.config`` and
+handed to ``laser.build``, the one place that instantiates them; plain objects are passed on.
 """
 
 from __future__ import annotations
@@ -11,9 +10,9 @@ import os
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from laser.config import register_configs
 from laser.rewards.config import TrainRMConfig
 
 
@@ -29,6 +28,7 @@ def conf_dir() -> str:
 
 
 CONF_DIR = conf_dir()
+register_configs()  # train_schema / prepare_schema head the defaults lists of conf/*.yaml
 log = logging.getLogger("laser")
 
 
@@ -41,10 +41,11 @@ def to_train_rm_config(cfg: DictConfig) -> TrainRMConfig:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_rm")
 def train_rm(cfg: DictConfig) -> None:
+    from laser.build import build_logger
     from laser.rewards.run import run_train_rm
 
     config = to_train_rm_config(cfg)
-    logger = instantiate(config.logger)
+    logger = build_logger(config.logger)
     try:
         metrics = run_train_rm(config, logger)
     finally:
@@ -61,19 +62,12 @@ def train_rm(cfg: DictConfig) -> None:
     )
 
 
-def to_prepare_config(cfg: DictConfig):
-    """Validate a composed laser-prepare config against laser.world.PrepareConfig."""
-    from laser.world.config import PrepareConfig
-
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PrepareConfig), cfg))
-
-
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
 def prepare(cfg: DictConfig) -> None:
     """Build (or reuse) the built-in world and print its report."""
     from laser.world import prepare_world
 
-    config = to_prepare_config(cfg)
+    config = OmegaConf.to_object(cfg)  # composed against prepare_schema: already validated
     world = prepare_world(config.world, config.cache_dir, progress=config.progress)
     print(world.summary["report"])
     timings = world.summary["timings"]
@@ -84,13 +78,13 @@ def prepare(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def train(cfg: DictConfig) -> None:
     """One LASER run (or baseline) on the built-in world; resumable with resume=<run dir>."""
+    from laser.build import build_logger, build_loop
     from laser.distributed import Distributed, init_from_env
     from laser.logging import NullLogger, run_metadata
-    from laser.train import build_loop
 
     init_from_env()  # torchrun / accelerate launch: one process per rank
     main = Distributed().is_main
-    logger = instantiate(cfg.logger) if main else NullLogger()  # rank 0 alone logs
+    logger = build_logger(cfg.logger) if main else NullLogger()  # rank 0 alone logs
     logger.log_run_info(run_metadata(OmegaConf.to_container(cfg, resolve=True), cfg.loop.seed))
     try:
         loop = build_loop(cfg, logger)
@@ -98,10 +92,10 @@ def train(cfg: DictConfig) -> None:
     finally:
         logger.close()
     cost = loop.global_rm_cost()  # a collective: every rank takes part
-    picks = ", ".join(f"{k}: {v}" for k, v in sorted(loop.picks.items()))
+    picks = ", ".join(f"{k}: {v}" for k, v in sorted(loop.router.arms.picks.items()))
     if main:
         print(
-            f"final gold accuracy {final['eval/accuracy']:.3f} after {loop.step_count} steps; "
+            f"final gold accuracy {final.accuracy:.3f} after {loop.step_count} steps; "
             f"RM forward samples {cost} (all ranks); selections {picks}"
         )
 
@@ -109,25 +103,21 @@ def train(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="ope")
 def ope(cfg: DictConfig) -> None:
     """Off-policy evaluation of a selector from a run's logged decisions (laser-ope)."""
-    from laser.bandits.baselines import arm_by_name
+    from laser.build import build_selector
     from laser.checkpoint import load_checkpoint
     from laser.ope import read_decisions, report
 
     log = read_decisions(cfg.run_dir)
-    sizes = {"num_arms": log.num_arms}
-    if "dim" in cfg.bandit.keys():
-        sizes["dim"] = log.contexts.shape[1]
+    names = _arm_names(Path(cfg.run_dir), log.num_arms)
+    target = build_selector(cfg.bandit, names, dim=lambda: log.contexts.shape[1])
     arm = cfg.bandit.get("arm")
-    if isinstance(arm, str):
-        sizes["arm"] = arm_by_name(arm, _arm_names(Path(cfg.run_dir)), "among the logged RMs")
-    target = instantiate(cfg.bandit, **sizes)
     if cfg.checkpoint:
         target.load_state_dict(load_checkpoint(Path(cfg.checkpoint))["selector"])
     name = cfg.bandit._target_.rsplit(".", 1)[-1] + (f"(arm={arm})" if arm is not None else "")
     print(report(log, target, name, cfg.l2_lambda))
 
 
-def _arm_names(run_dir: Path) -> list[str]:
+def _arm_names(run_dir: Path, num_arms: int) -> list[str]:
     """RM names by arm index, as the decision log recorded them."""
     import json
 
@@ -136,4 +126,4 @@ def _arm_names(run_dir: Path) -> list[str]:
         if line.strip():
             row = json.loads(line)
             names.setdefault(int(row["arm"]), row["rm"])
-    return [names.get(k, f"arm{k}") for k in range(max(names) + 1)]
+    return [names.get(k, f"arm{k}") for k in range(max(num_arms, max(names) + 1))]

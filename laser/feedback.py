@@ -1,14 +1,20 @@
 """Bandit feedback: what the selector learns from after a policy update with the chosen RM.
 
-Each signal has ``before(loop, rm_name)`` (measured before the update; may return None) and
-``after(loop, rm_name, stats, before, batch) -> float | dict[int, float] | None``, where
-``batch`` (:class:`ArmBatch`) holds the prompts the RM was chosen for and their samples. A
-float is shared by all of the RM's prompts; a dict gives each prompt its own value (prompts
+A signal is built with everything it needs (a task's checker, the policy and its tokenizer,
+a probe set) and then sees only the RM and what that RM was chosen for:
+
+- ``before(rm)``: measured before the update (may return None);
+- ``after(rm, stats, before, batch) -> float | dict[int, float] | None``, where ``stats`` is
+  the update's :class:`StepStats` (None where the trainer reports none, e.g. inside TRL) and
+  ``batch`` (:class:`ArmBatch`) holds the prompts the RM was chosen for and their samples.
+
+A float is shared by all of the RM's prompts; a dict gives each prompt its own value (prompts
 left out get no update: nothing was learnt about them); None means the update taught nothing
 (e.g. DPO found no preference pair) and earns the normaliser's floor, like a failed RM:
 otherwise an RM that scores everything alike would never be updated and a UCB rule could
-keep picking it. The loop passes raw values through a normaliser from
-``laser.bandits.normalizers`` before the bandit sees them.
+keep picking it. The router (``laser.routing``) normalises raw values before the bandit sees
+them. ``check_update(policy)`` refuses, at build time, an update rule the signal carries
+nothing for.
 
 Per-prompt values matter with per-prompt selection: one batch then holds prompts routed to
 several RMs, and a single batch-level number would credit every RM with the others' outcome.
@@ -16,8 +22,8 @@ several RMs, and a single batch-level number would credit every RM with the othe
 - ``NegLoss`` (the LASeR paper): minus the policy's training loss on the prompts scored by the
   chosen RM (per prompt for DPO, ``StepStats.group_loss``). Free: no extra forward pass.
 - ``GoldAgreement``: per prompt, how well the chosen RM's ranking of the prompt's samples
-  agrees with the task's gold checker (pairwise accuracy on sample pairs of different gold
-  score). Needs gold answers (or a verifier) for the TRAINING prompts; no extra pass.
+  agrees with a gold checker (pairwise accuracy on sample pairs of different gold score).
+  Needs gold answers (or a verifier) for the TRAINING prompts; no extra pass.
 - ``RewardGain``: change of the chosen RM's mean reward on a fixed held-out probe batch
   (greedy completions before vs after the update). Costs two probe generations and two RM
   passes per step, counted in the RM cost.
@@ -27,49 +33,71 @@ several RMs, and a single batch-level number would credit every RM with the othe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from laser.policy.rollout import Rollout
+from laser.evaluation import greedy_completions
+from laser.policy.config import PolicyConfig
 from laser.policy.stats import StepStats
-from laser.rewards.base import score_checked
-from laser.tasks.base import Example, metadata_columns
-from laser.world.sft import greedy_completions
+from laser.rewards.base import RewardModel, score_checked
+from laser.tasks.base import Example, Task, metadata_columns
+
+Feedback = float | dict[int, float] | None
+# the TRL reward-function signature: fn(prompts, completions, **columns) -> list[float]
+Checker = Callable[..., list[float]]
 
 
 @dataclass
 class ArmBatch:
-    """What one RM was chosen for in a step: prompt ids (``rollout.group`` values), the
-    indices of their samples in ``rollout``, and the rewards it gave them."""
+    """What one RM was chosen for in a step: prompt ids (values of ``group``), the indices of
+    their samples, and the whole step's samples (``texts``/``completions``/``metadata`` are
+    per sample, N long) with the rewards each sample's own RM gave it."""
 
     prompts: list[int]
     samples: list[int]
-    rollout: Rollout
-    rewards: torch.Tensor  # (B,) rewards of the whole rollout
+    texts: list[str]  # (N,) each sample's prompt
+    completions: list[str]  # (N,)
+    group: torch.Tensor  # (N,) prompt id of each sample
+    rewards: torch.Tensor  # (N,)
+    metadata: dict[str, list]  # per-sample columns
 
     def prompt_samples(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {p: [] for p in self.prompts}
         for i in self.samples:
-            out[int(self.rollout.group[i])].append(i)
+            out[int(self.group[i])].append(i)
         return out
-
-
-Feedback = float | dict[int, float] | None
 
 
 class FeedbackSignal(Protocol):
     name: str
 
-    def before(self, loop: Any, rm_name: str) -> Any: ...
+    def check_update(self, policy: PolicyConfig) -> None: ...
+
+    def before(self, rm: RewardModel) -> Any: ...
 
     def after(
-        self, loop: Any, rm_name: str, stats: StepStats, before: Any, batch: ArmBatch
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback: ...
 
 
-class NegLoss:
+class _Signal:
+    """Defaults: works with every update rule, measures nothing before the update."""
+
+    name = "signal"
+
+    @classmethod
+    def check_update(cls, policy: PolicyConfig) -> None:
+        return None
+
+    def before(self, rm: RewardModel) -> Any:
+        return None
+
+
+class NegLoss(_Signal):
     """-train_loss of the update (LASeR, Nguyen et al. 2024, Sec. 3.2).
 
     Meaningful for DPO (the paper's update): the DPO + NLL loss on pairs ranked by the chosen
@@ -79,18 +107,26 @@ class NegLoss:
     minus the per-token NLL of the RM's top-ranked sample: how likely the policy already finds
     the sample the RM prefers. It rewards RMs that agree with the policy, not RMs that are
     right. With PPO run as a single on-policy pass the surrogate loss is -mean(whitened A) = 0
-    by construction, so this signal carries nothing there: use another signal.
+    by construction, so this signal carries nothing there and the build refuses it.
     """
 
     name = "neg_loss"
 
-    def before(self, loop: Any, rm_name: str) -> None:
-        return None
+    @classmethod
+    def check_update(cls, policy: PolicyConfig) -> None:
+        single_pass = policy.ppo_epochs * policy.num_minibatches == 1
+        if policy.algo == "ppo" and single_pass and policy.whiten_advantages:
+            raise ValueError(
+                "feedback=neg_loss carries no signal with policy.algo=ppo in a single on-policy "
+                "pass (ppo_epochs=1, num_minibatches=1, whitened advantages): the clipped "
+                "surrogate is -mean(whitened A) = 0 for every RM. Use policy=dpo (the LASeR "
+                "update) or a feedback that does not read the loss (e.g. feedback=gold_agreement)"
+            )
 
     def after(
-        self, loop: Any, rm_name: str, stats: StepStats, before: Any, batch: ArmBatch
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
-        if stats.train_loss is None:
+        if stats is None or stats.train_loss is None:
             return None
         if stats.group_loss is None:  # PPO/A2C: one batch-level number
             return -stats.train_loss
@@ -118,45 +154,65 @@ def pairwise_agreement(
     return out
 
 
-class GoldAgreement:
+def task_checker(task: Task) -> Checker:
+    """A task's gold checker with the TRL reward-function signature."""
+
+    def check(prompts: list[str], completions: list[str], **columns: list) -> list[float]:
+        rows = [{k: v[i] for k, v in columns.items()} for i in range(len(prompts))]
+        return [task.evaluate(p, c, m) for p, c, m in zip(prompts, completions, rows)]
+
+    return check
+
+
+class GoldAgreement(_Signal):
     """Per prompt: the share of the prompt's sample pairs with different gold scores that the
     chosen RM orders like the gold checker does (ties in the RM's scores count half).
 
     The RM's pairwise accuracy on the policy's own samples, which is what decides whether DPO
     with that RM helps. Prompts whose samples all have the same gold score carry no
-    information and get no update. Uses the task's gold checker on TRAINING prompts: only
+    information and get no update. ``checker`` has the TRL reward-function signature (a
+    verifier such as exact match against an answer column, or :func:`task_checker`): only
     for tasks with gold answers or a verifier (GSM8K, MMLU, StrategyQA in the paper).
     """
 
     name = "gold_agreement"
 
-    def before(self, loop: Any, rm_name: str) -> None:
-        return None
+    def __init__(self, checker: Checker) -> None:
+        self.checker = checker
 
     def after(
-        self, loop: Any, rm_name: str, stats: StepStats, before: Any, batch: ArmBatch
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
-        r = batch.rollout
-        gold = torch.zeros(len(r.completions))
-        for i in batch.samples:
-            meta = {k: v[i] for k, v in r.metadata.items()}
-            gold[i] = loop.task.evaluate(r.prompts[i], r.completions[i], meta)
+        idx = batch.samples
+        columns = {k: [v[i] for i in idx] for k, v in batch.metadata.items()}
+        values = self.checker(
+            [batch.texts[i] for i in idx], [batch.completions[i] for i in idx], **columns
+        )
+        gold = torch.zeros(len(batch.completions))
+        gold[idx] = torch.as_tensor([float(v) for v in values])
         return pairwise_agreement(batch.rewards, gold, batch.prompt_samples())
 
 
-class _ProbeSignal:
-    """Shared by the probe-based signals: a fixed set of held-out examples."""
+class _ProbeSignal(_Signal):
+    """Shared by the probe-based signals: a fixed set of held-out examples, decoded greedily
+    by the (training) policy before and after each update."""
 
-    def __init__(self, probe: list[Example], max_new_tokens: int = 8) -> None:
+    def __init__(
+        self,
+        probe: list[Example],
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        max_new_tokens: int = 8,
+    ) -> None:
         if not probe:
             raise ValueError(f"{type(self).__name__} needs a non-empty probe set")
         self.probe = list(probe)
+        self.policy, self.tokenizer = policy, tokenizer
         self.max_new_tokens = max_new_tokens
 
-    def _completions(self, loop: Any) -> list[str]:
-        return greedy_completions(
-            loop.trainer.policy, loop.tokenizer, [e.prompt for e in self.probe], self.max_new_tokens
-        )
+    def _completions(self) -> list[str]:
+        prompts = [e.prompt for e in self.probe]
+        return greedy_completions(self.policy, self.tokenizer, prompts, self.max_new_tokens)
 
 
 class RewardGain(_ProbeSignal):
@@ -164,23 +220,18 @@ class RewardGain(_ProbeSignal):
 
     name = "reward_gain"
 
-    def _mean_reward(self, loop: Any, rm_name: str) -> float:
-        completions = self._completions(loop)
-        scores = score_checked(
-            loop.pool[rm_name],
-            [e.prompt for e in self.probe],
-            completions,
-            **metadata_columns(self.probe),
-        )
+    def before(self, rm: RewardModel) -> float:
+        return self._mean_reward(rm)
+
+    def _mean_reward(self, rm: RewardModel) -> float:
+        prompts = [e.prompt for e in self.probe]
+        scores = score_checked(rm, prompts, self._completions(), **metadata_columns(self.probe))
         return float(scores.mean())
 
-    def before(self, loop: Any, rm_name: str) -> float:
-        return self._mean_reward(loop, rm_name)
-
     def after(
-        self, loop: Any, rm_name: str, stats: StepStats, before: Any, batch: ArmBatch
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
-        return self._mean_reward(loop, rm_name) - before
+        return self._mean_reward(rm) - before
 
 
 class GoldGain(_ProbeSignal):
@@ -188,16 +239,27 @@ class GoldGain(_ProbeSignal):
 
     name = "gold_gain"
 
-    def _accuracy(self, loop: Any) -> float:
-        completions = self._completions(loop)
+    def __init__(
+        self,
+        probe: list[Example],
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        task: Task,
+        max_new_tokens: int = 8,
+    ) -> None:
+        super().__init__(probe, policy, tokenizer, max_new_tokens)
+        self.task = task
+
+    def before(self, rm: RewardModel) -> float:
+        return self._accuracy()
+
+    def _accuracy(self) -> float:
+        completions = self._completions()
         return sum(
-            loop.task.evaluate(e.prompt, c, e.meta()) for e, c in zip(self.probe, completions)
+            self.task.evaluate(e.prompt, c, e.meta()) for e, c in zip(self.probe, completions)
         ) / len(self.probe)
 
-    def before(self, loop: Any, rm_name: str) -> float:
-        return self._accuracy(loop)
-
     def after(
-        self, loop: Any, rm_name: str, stats: StepStats, before: Any, batch: ArmBatch
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
-        return self._accuracy(loop) - before
+        return self._accuracy() - before

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from laser.orchestrator import Orchestrator
+from laser.routing import Credit, PerBatch
 
 
 def _free_port() -> int:
@@ -28,9 +28,9 @@ def _free_port() -> int:
 def _worker(rank, world, port, cache, out, overrides):
     from test_loop import cfg_for
 
+    from laser.build import build_loop
+    from laser.evaluation import example_scores
     from laser.logging import NullLogger
-    from laser.train import build_loop
-    from laser.world.sft import example_scores
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -40,7 +40,7 @@ def _worker(rank, world, port, cache, out, overrides):
         loop = build_loop(cfg, NullLogger())
         first = [e.prompt for e in loop.next_batch()]
         arms = []
-        loop.run(progress=False, on_step=lambda lp, m: arms.append(list(lp.last_choice)))
+        final = loop.run(progress=False, on_step=lambda record: arms.append(record.chosen))
         torch.save(
             {
                 "arms": arms,
@@ -48,15 +48,15 @@ def _worker(rank, world, port, cache, out, overrides):
                 "params": torch.cat(
                     [p.detach().flatten() for p in loop.trainer.policy.parameters()]
                 ),
-                "selector": loop.selector.state_dict(),
-                "normalizer": loop.normalizer.state_dict(),
+                "selector": loop.router.selector.state_dict(),
+                "normalizer": loop.router.normalizer.state_dict(),
                 "local_cost": loop.rm_cost(),
-                "eval_scores": loop.last_eval_scores,  # sharded over the ranks, gathered
+                "eval_scores": final.scores,  # sharded over the ranks, gathered
                 "eval_reference": example_scores(  # this rank alone, on the whole set
                     loop.trainer.policy,
                     loop.tokenizer,
                     loop.task,
-                    loop.eval_examples,
+                    loop.evaluator.examples,
                     loop.config.eval_max_new_tokens,
                 ),
                 "global_cost": loop.global_rm_cost(),
@@ -82,8 +82,8 @@ def world_cache(tmp_path_factory):
     """Build the smoke world once, so the two processes only read it."""
     from test_loop import cfg_for
 
+    from laser.build import build_loop
     from laser.logging import NullLogger
-    from laser.train import build_loop
 
     cache = tmp_path_factory.mktemp("ddp-cache")
     build_loop(cfg_for(cache, tmp_path_factory.mktemp("warm")), NullLogger())
@@ -112,25 +112,20 @@ def test_two_processes_stay_in_sync(world_cache, tmp_path, overrides):
 
 
 def test_per_batch_feedback_is_the_mean_over_ranks():
-    """Orchestrator._feedback_updates with a stand-in process group of 2 ranks."""
-    context = torch.ones(3)
-    other_rank = [(1, torch.zeros(3), 3.0, 0.5)]
-    fake = SimpleNamespace(
-        dist=SimpleNamespace(enabled=True, gather=lambda local: [local, other_rank]),
-        config=SimpleNamespace(selection="batch"),
-        propensities=[0.5, 0.5],
-        context=context,
-    )
-    fake._arm_feedback = lambda raw, prompts, x: Orchestrator._arm_feedback(fake, raw, prompts, x)
-    updates = Orchestrator._feedback_updates(fake, {1: 1.0}, {1: [0, 1]}, torch.ones(2, 3))
-    assert len(updates) == 1
-    arm, ctx, value, prop = updates[0]
+    """PerBatch credit and reduction with a stand-in process group of 2 ranks."""
+    context = torch.ones(3)  # the global batch context
+    per_batch, fake = PerBatch(), SimpleNamespace(enabled=True)
+    local = [Credit(1, c, v, 0.5) for _, c, v in per_batch.credit(1.0, [0, 1], None, context)]
+
+    def updates(other_rank):
+        return per_batch.reduce(local + [Credit(*other_rank)], fake)
+
+    result = updates((1, torch.zeros(3), 3.0, 0.5))
+    assert len(result) == 1
+    arm, ctx, value, prop = result[0]
     assert arm == 1 and torch.equal(ctx, context) and value == pytest.approx(2.0) and prop == 0.5
     # a rank whose RM failed (None) does not drag the mean to the floor
-    other_rank[0] = (1, torch.zeros(3), None, 0.5)
-    assert (
-        Orchestrator._feedback_updates(fake, {1: 1.0}, {1: [0, 1]}, torch.ones(2, 3))[0][2] == 1.0
-    )
+    assert updates((1, torch.zeros(3), None, 0.5))[0][2] == 1.0
 
 
 def test_laser_train_under_torchrun(world_cache, tmp_path):
@@ -140,7 +135,7 @@ def test_laser_train_under_torchrun(world_cache, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     cmd += ["--master_port", str(_free_port()), str(script), "experiment=smoke"]
     cmd += [f"cache_dir={world_cache}", f"hydra.run.dir={run_dir}", "logger=jsonl"]
-    cmd += ["progress=false", "loop.log_decisions=true"]
+    cmd += ["progress=false", "loop.log_decisions=true", "loop.selection=batch"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -160,8 +155,8 @@ def _resume_worker(rank, world, port, cache, out):
     """4 steps straight vs 2 steps, a checkpoint, a lost 3rd step, and a resume to 4."""
     from test_loop import cfg_for
 
+    from laser.build import build_loop
     from laser.logging import NullLogger
-    from laser.train import build_loop
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)

@@ -10,11 +10,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from laser.build import build_loop, typed
 from laser.cli import CONF_DIR
 from laser.logging import NullLogger
 from laser.models import char_tokenizer, tiny_gpt2_config
 from laser.tasks.mixture import MixtureTask
-from laser.train import build_loop, typed
 from laser.world.external import ExternalConfig, ExternalWorld, RMSource, TaskSource, resolve
 
 PAPER = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("paper_*.yaml"))
@@ -128,12 +128,14 @@ def test_paper_configs_run_on_local_stand_ins(stand_ins, tmp_path, experiment):
         "loop.eval_every=0",
     )
     loop = build_loop(cfg, NullLogger())
-    assert isinstance(loop.task, MixtureTask) and len(loop.pool) == len(base.external.reward_models)
+    arms = loop.router.arms
+    assert isinstance(loop.task, MixtureTask) and len(arms.rms) == len(base.external.reward_models)
     final = loop.run(progress=False)
-    assert loop.step_count == 2 and 0.0 <= final["eval/accuracy"] <= 1.0
-    assert {e.domain for e in loop.eval_examples} == {t.domain for t in base.external.tasks}
+    assert loop.step_count == 2 and 0.0 <= final.metrics["eval/accuracy"] <= 1.0
+    domains = {e.domain for e in loop.evaluator.examples}
+    assert domains == {t.domain for t in base.external.tasks}
     # every prompt was scored by a working RM (a failing RM would only be reported)
-    assert not any(loop.failures.values()) and loop.rm_cost() == 2 * 3 * 2
+    assert not any(arms.failures.values()) and loop.rm_cost() == 2 * 3 * 2
 
 
 def test_external_world_names_every_missing_piece():

@@ -4,8 +4,7 @@ per-prompt selection each RM is credited with its own prompts' outcome only."""
 import pytest
 import torch
 
-from laser.feedback import ArmBatch, GoldAgreement, NegLoss
-from laser.policy.rollout import Rollout
+from laser.feedback import ArmBatch, GoldAgreement, NegLoss, task_checker
 from laser.policy.stats import StepStats
 
 
@@ -16,24 +15,10 @@ class Checker:
         return float(completion == metadata["answer"])
 
 
-class FakeLoop:
-    task = Checker()
-
-
-def rollout(completions, group, answers):
+def arm_batch(prompts, samples, completions, group, answers, rewards):
     n = len(completions)
-    z = torch.zeros(n, 1)
-    return Rollout(
-        ["p"] * n,
-        completions,
-        torch.tensor(group),
-        z,
-        z,
-        z,
-        z,
-        None,
-        z,
-        metadata={"answer": answers},
+    return ArmBatch(
+        prompts, samples, ["p"] * n, completions, torch.tensor(group), rewards, {"answer": answers}
     )
 
 
@@ -47,30 +32,31 @@ def test_gold_agreement_hand_computed():
     # prompt 0: gold a=1, b=0, c=0; rewards 2, 1, 3 -> (a,b) agrees, (a,c) does not: 1/2
     # prompt 1: every sample wrong -> no information, left out
     # prompt 2: gold x=1, y=0 with tied rewards -> half credit
-    ro = rollout(
+    samples = (
         ["a", "b", "c", "q", "r", "x", "y"],
         [0, 0, 0, 1, 1, 2, 2],
         ["a", "a", "a", "z", "z", "x", "x"],
     )
     rewards = torch.tensor([2.0, 1.0, 3.0, 0.0, 1.0, 5.0, 5.0])
-    batch = ArmBatch([0, 1, 2], list(range(7)), ro, rewards)
-    assert GoldAgreement().after(FakeLoop(), "rm", stats(), None, batch) == {0: 0.5, 2: 0.5}
+    batch = arm_batch([0, 1, 2], list(range(7)), *samples, rewards)
+    signal = GoldAgreement(task_checker(Checker()))
+    assert signal.after(None, stats(), None, batch) == {0: 0.5, 2: 0.5}
     # only prompt 0's samples are this RM's
-    batch = ArmBatch([0], [0, 1, 2], ro, torch.tensor([3.0, 1.0, 2.0, 0, 0, 0, 0]))
-    assert GoldAgreement().after(FakeLoop(), "rm", stats(), None, batch) == {0: 1.0}
+    batch = arm_batch([0], [0, 1, 2], *samples, torch.tensor([3.0, 1.0, 2.0, 0, 0, 0, 0]))
+    assert signal.after(None, stats(), None, batch) == {0: 1.0}
 
 
 def test_neg_loss_per_prompt_and_batch():
-    ro = rollout(["a"] * 4, [0, 0, 1, 1], ["a"] * 4)
-    batch = ArmBatch([0, 1], [0, 1, 2, 3], ro, torch.zeros(4))
-    assert NegLoss().after(None, "rm", stats(2.0, {0: 1.5, 1: 2.5}), None, batch) == {
+    samples = (["a"] * 4, [0, 0, 1, 1], ["a"] * 4, torch.zeros(4))
+    batch = arm_batch([0, 1], [0, 1, 2, 3], *samples)
+    assert NegLoss().after(None, stats(2.0, {0: 1.5, 1: 2.5}), None, batch) == {
         0: -1.5,
         1: -2.5,
     }
-    only_1 = ArmBatch([1], [2, 3], ro, torch.zeros(4))
-    assert NegLoss().after(None, "rm", stats(2.0, {0: 1.5}), None, only_1) is None
-    assert NegLoss().after(None, "rm", stats(2.0, None), None, batch) == -2.0  # PPO
-    assert NegLoss().after(None, "rm", stats(None), None, batch) is None  # no pair at all
+    only_1 = arm_batch([1], [2, 3], *samples)
+    assert NegLoss().after(None, stats(2.0, {0: 1.5}), None, only_1) is None
+    assert NegLoss().after(None, stats(2.0, None), None, batch) == -2.0  # PPO
+    assert NegLoss().after(None, stats(None), None, batch) is None  # no pair at all
 
 
 class Identity:
@@ -79,16 +65,22 @@ class Identity:
     def normalize(self, raw):
         return raw
 
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
 
 class PerPrompt:
     """Feedback = the prompt's id, so each selector update shows whose outcome it carries."""
 
     name = "per_prompt"
 
-    def before(self, loop, rm_name):
+    def before(self, rm):
         return None
 
-    def after(self, loop, rm_name, stats, before, batch):
+    def after(self, rm, stats, before, batch):
         return {p: float(p) for p in batch.prompts}
 
 
@@ -113,21 +105,23 @@ class Recording:
 def test_each_rm_is_credited_with_its_own_prompts(tmp_path, selection):
     from test_loop import cfg_for
 
+    from laser.bandits import NormalizedBandit
+    from laser.build import build_loop
     from laser.logging import NullLogger
-    from laser.train import build_loop
 
     cfg = cfg_for(
         tmp_path / "cache", tmp_path, "bandit=random", "policy=dpo", f"loop.selection={selection}"
     )
     loop = build_loop(cfg, NullLogger())
-    loop.selector = Recording(loop.selector)
-    loop.feedback, loop.normalizer = PerPrompt(), Identity()
+    recording = Recording(loop.router.selector)
+    loop.router.bandit = NormalizedBandit(recording, Identity())
+    loop.router.signal = PerPrompt()
     loop.step()
     if selection == "prompt":
         # prompt p was routed to selected[p] and its update carries exactly its own value
-        expected = sorted((arm, float(p)) for p, arm in enumerate(loop.selector.selected))
-        assert sorted(loop.selector.updates) == expected
+        expected = sorted((arm, float(p)) for p, arm in enumerate(recording.selected))
+        assert sorted(recording.updates) == expected
     else:
-        arm = loop.selector.selected[0]
+        arm = recording.selected[0]
         mean = sum(range(cfg.loop.batch_size)) / cfg.loop.batch_size
-        assert loop.selector.updates == [(arm, pytest.approx(mean))]
+        assert recording.updates == [(arm, pytest.approx(mean))]

@@ -9,10 +9,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from laser.build import build_loop
 from laser.cli import CONF_DIR
 from laser.logging import JsonlLogger, NullLogger
 from laser.rewards import FunctionReward
-from laser.train import build_loop
 
 BANDITS = sorted(p.stem for p in (Path(CONF_DIR) / "bandit").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -49,9 +49,12 @@ def run(cfg, logger=None):
 def test_smoke_every_algo_and_selector(cache, tmp_path, policy, bandit):
     # the oracle router reads the domain from its context
     extra = ["features=domain_onehot", "loop.selection=prompt"] if bandit == "oracle" else []
+    if policy == "ppo":  # -loss carries nothing for single-pass PPO and is refused
+        extra.append("feedback=gold_agreement")
     loop, final = run(cfg_for(cache, tmp_path, f"policy={policy}", f"bandit={bandit}", *extra))
-    assert loop.step_count == 3 and 0.0 <= final["eval/accuracy"] <= 1.0
-    assert sum(loop.picks.values()) == 3 * 4  # every prompt of every step went to one RM
+    assert loop.step_count == 3 and 0.0 <= final.metrics["eval/accuracy"] <= 1.0
+    picks = loop.router.arms.picks
+    assert sum(picks.values()) == 3 * 4  # every prompt of every step went to one RM
     assert (tmp_path / "checkpoints").is_dir()
 
 
@@ -73,7 +76,8 @@ def test_features_and_feedback_options(cache, tmp_path, features, feedback):
 
 def test_per_prompt_selection_groups_prompts(cache, tmp_path):
     loop, _ = run(cfg_for(cache, tmp_path, "loop.selection=prompt", "bandit=random"))
-    assert sum(loop.picks.values()) == 12 and len(loop.picks) == 2
+    picks = loop.router.arms.picks
+    assert sum(picks.values()) == 12 and len(picks) == 2
 
 
 def test_only_the_chosen_rm_runs_but_an_ensemble_runs_all(cache, tmp_path):
@@ -81,7 +85,7 @@ def test_only_the_chosen_rm_runs_but_an_ensemble_runs_all(cache, tmp_path):
     per_step = 4 * 2  # prompts x samples
     assert loop.rm_cost() == 3 * per_step  # one RM per batch
     ens, _ = run(cfg_for(cache, tmp_path / "e", "pool=ensemble", "bandit=fixed"))
-    assert list(ens.pool) == ["mean_ensemble"] and ens.rm_cost() == 3 * per_step * 2
+    assert list(ens.router.arms.rms) == ["mean_ensemble"] and ens.rm_cost() == 3 * per_step * 2
 
 
 def test_resume_after_interruption_is_exact(cache, tmp_path):
@@ -96,7 +100,7 @@ def test_resume_after_interruption_is_exact(cache, tmp_path):
     resumed, _ = run(cfg_for(cache, tmp_path / "new", "loop.steps=4", f"resume={tmp_path / 'cut'}"))
     assert resumed.step_count == 4
     assert resumed.rm_cost() == full.rm_cost()  # the cost before the resume is kept
-    a, b = full.selector.state_dict(), resumed.selector.state_dict()
+    a, b = full.router.selector.state_dict(), resumed.router.selector.state_dict()
     assert a["kind"] == b["kind"]
     for arm_a, arm_b in zip(a["state"]["arms"], b["state"]["arms"]):
         torch.testing.assert_close(arm_a["A"], arm_b["A"])
@@ -116,7 +120,7 @@ def test_corrupt_checkpoint_is_a_clear_error(cache, tmp_path):
 
 
 def _replace(loop, name, fn):
-    loop.pool[name] = FunctionReward(fn, name)
+    loop.router.arms.rms[name] = FunctionReward(fn, name)
 
 
 def broken(prompts, completions, **kw):
@@ -128,16 +132,18 @@ def test_a_throwing_rm_gets_worst_feedback_then_quarantine(cache, tmp_path):
         cfg_for(cache, tmp_path, "bandit=round_robin", "loop.steps=6", "loop.quarantine_after=2"),
         NullLogger(),
     )
-    bad = loop.arms[0]
+    arms = loop.router.arms
+    bad = arms.names[0]
     _replace(loop, bad, broken)
     before = [p.clone() for p in loop.trainer.policy.parameters()]
-    m = loop.step()  # round robin plays the broken arm 0 first
-    assert m["bandit/feedback"] == loop.normalizer.floor
+    m = loop.step().metrics  # round robin plays the broken arm 0 first
+    assert m["bandit/feedback"] == loop.router.normalizer.floor
     assert all(torch.equal(a, b) for a, b in zip(before, loop.trainer.policy.parameters()))
     loop.step()  # arm 1 works
-    assert not loop.quarantined
+    assert not arms.quarantined
     loop.step()  # arm 0 fails a second time in a row
-    assert loop.quarantined == [bad] and bad not in loop.arms and loop.selector.num_arms == 1
+    assert arms.quarantined == [bad] and bad not in arms.names
+    assert loop.router.selector.num_arms == 1
     loop.run(progress=False)  # training continues with the remaining RM
     assert loop.step_count == 6
 
@@ -146,7 +152,7 @@ def test_a_fixed_baseline_whose_rm_keeps_failing_stops_with_a_clear_error(cache,
     loop = build_loop(
         cfg_for(cache, tmp_path, "bandit=fixed", "loop.quarantine_after=2"), NullLogger()
     )
-    _replace(loop, loop.arms[0], broken)
+    _replace(loop, loop.router.arms.names[0], broken)
     loop.step()
     from laser.rewards import RewardModelError
 
@@ -158,28 +164,32 @@ def test_a_nan_rm_in_per_prompt_mode_only_loses_its_prompts(cache, tmp_path):
     loop = build_loop(
         cfg_for(cache, tmp_path, "bandit=random", "loop.selection=prompt"), NullLogger()
     )
-    _replace(loop, loop.arms[1], lambda prompts, completions, **kw: [math.nan] * len(prompts))
-    m = loop.step()
-    assert loop.failures[loop.arms[1]] in (0, 1) and "bandit/feedback" in m
+    arms = loop.router.arms
+    _replace(loop, arms.names[1], lambda prompts, completions, **kw: [math.nan] * len(prompts))
+    m = loop.step().metrics
+    assert arms.failures[arms.names[1]] in (0, 1) and "bandit/feedback" in m
 
 
 def test_new_rm_on_resume_gets_a_fresh_arm(cache, tmp_path):
     loop, _ = run(cfg_for(cache, tmp_path / "a"))
     state = loop.state_dict()
     loop2 = build_loop(cfg_for(cache, tmp_path / "b"), NullLogger())
-    loop2.pool["verifier"] = FunctionReward(
+    loop2.router.arms.rms["verifier"] = FunctionReward(
         lambda prompts, completions, **kw: [1.0] * len(prompts), "verifier"
     )
     loop2.load_state_dict(state)
-    assert loop2.arms[-1] == "verifier" and loop2.selector.num_arms == 3
-    del loop2.pool["verifier"]
+    assert loop2.router.arms.names[-1] == "verifier" and loop2.router.selector.num_arms == 3
+    del loop2.router.arms.rms["verifier"]
     loop2.load_state_dict(state)  # and dropped cleanly when it leaves again
-    assert loop2.selector.num_arms == 2
+    assert loop2.router.selector.num_arms == 2
 
 
 def test_jsonl_logger_writes_the_documented_keys(cache, tmp_path):
     logger = JsonlLogger(tmp_path / "m.jsonl")
-    run(cfg_for(cache, tmp_path), logger)
+    # PPO: the update that reports every policy/* key (DPO has no policy/kl_ref: its
+    # reference is the policy itself when the rollout is sampled); per batch: bandit/arm
+    overrides = ["policy=ppo", "feedback=reward_gain", "feedback.probe_size=4"]
+    run(cfg_for(cache, tmp_path, *overrides, "loop.selection=batch"), logger)
     logger.close()
     lines = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
     keys = set().union(*lines)
@@ -205,10 +215,10 @@ def test_wandb_offline_run_directory(cache, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
-    from hydra.utils import instantiate
+    from laser.build import build_logger
 
     cfg = cfg_for(cache, tmp_path, "logger=wandb")
-    logger = instantiate(cfg.logger)
+    logger = build_logger(cfg.logger)
     run(cfg, logger)
     logger.close()
     assert list((tmp_path / "wandb").glob("offline-run-*"))
@@ -271,14 +281,16 @@ def test_quarantining_the_last_arm_keeps_metrics_on_the_right_rm(cache, tmp_path
         cfg_for(cache, tmp_path, "bandit=round_robin", "loop.steps=4", "loop.quarantine_after=1"),
         NullLogger(),
     )
-    good, bad = loop.arms
+    arms = loop.router.arms
+    good, bad = arms.names
     _replace(loop, bad, broken)
     loop.step()  # arm 0 works
-    m = loop.step()  # arm 1 fails and is quarantined at the end of the step
-    assert loop.quarantined == [bad] and loop.last_choice == [bad]
+    record = loop.step()  # arm 1 fails and is quarantined at the end of the step
+    m = record.metrics
+    assert arms.quarantined == [bad] and record.chosen == [bad]
     assert m[f"bandit/arm_frac/{bad}"] == 0.5 and f"reward/{bad}/mean" in m
     loop.run(progress=False)
-    assert loop.step_count == 4 and loop.picks[good] == 3 * 4
+    assert loop.step_count == 4 and arms.picks[good] == 3 * 4
 
 
 def test_probe_failure_counts_as_an_rm_failure(cache, tmp_path):
@@ -297,9 +309,11 @@ def test_probe_failure_counts_as_an_rm_failure(cache, tmp_path):
     def nan_on_probe(prompts, completions, **kw):
         return [math.nan if len(prompts) == 3 else 0.5] * len(prompts)
 
-    _replace(loop, loop.arms[0], nan_on_probe)
-    m = loop.step()
-    assert loop.failures[loop.arms[0]] >= 1 and m["bandit/feedback"] == loop.normalizer.floor
+    arms = loop.router.arms
+    _replace(loop, arms.names[0], nan_on_probe)
+    m = loop.step().metrics
+    floor = loop.router.normalizer.floor
+    assert arms.failures[arms.names[0]] >= 1 and m["bandit/feedback"] == floor
 
 
 def test_normalize_without_projection(cache, tmp_path):
@@ -313,21 +327,49 @@ def test_unselected_rms_never_load_and_offload_parks_them(cache, tmp_path):
     the chosen RM's weights go back to CPU after scoring (here device=cpu: the moves are
     checked through the model's device, the GPU figure is benchmarks/rm_placement.py)."""
     loop, _ = run(cfg_for(cache, tmp_path, "bandit=fixed", "bandit.arm=1", "rm_offload=true"))
-    loaded = {name: rm.loaded for name, rm in loop.pool.items()}
-    assert sum(loaded.values()) == 1 and loaded[loop.arms[1]]
-    chosen = loop.pool[loop.arms[1]]
+    arms = loop.router.arms
+    loaded = {name: rm.loaded for name, rm in arms.rms.items()}
+    assert sum(loaded.values()) == 1 and loaded[arms.names[1]]
+    chosen = arms.rms[arms.names[1]]
     assert chosen.offload_after_score and next(chosen.model.parameters()).device.type == "cpu"
 
 
 def test_evaluation_decodes_eval_max_new_tokens(cache, tmp_path, monkeypatch):
-    import laser.world.sft as sft
+    import laser.evaluation as evaluation
 
-    lengths, real = [], sft.greedy_completions
+    lengths, real = [], evaluation.greedy_completions
 
     def spy(model, tokenizer, prompts, max_new_tokens=10, batch_size=128):
         lengths.append(max_new_tokens)
         return real(model, tokenizer, prompts, max_new_tokens, batch_size)
 
-    monkeypatch.setattr(sft, "greedy_completions", spy)
+    monkeypatch.setattr(evaluation, "greedy_completions", spy)
     run(cfg_for(cache, tmp_path, "loop.eval_max_new_tokens=2"))
     assert lengths and set(lengths) == {2}
+
+
+def test_a_feedback_that_carries_nothing_is_refused_before_any_world_is_built(tmp_path):
+    cache = tmp_path / "never-built"
+    cfg = cfg_for(cache, tmp_path, "policy=ppo", "feedback=neg_loss")
+    with pytest.raises(ValueError, match="neg_loss carries no signal with policy.algo=ppo"):
+        build_loop(cfg, NullLogger())
+    assert not cache.exists()  # refused before the world was built or loaded
+
+
+def test_bare_laser_train_is_the_measured_recipe_and_defaults_live_in_one_place():
+    from omegaconf import OmegaConf
+
+    from laser.config import LoopConfig
+    from laser.policy import PolicyConfig
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        bare = compose(config_name="train", overrides=["output_dir=x"])
+        laser = compose(config_name="train", overrides=["output_dir=x", "experiment=laser"])
+    assert OmegaConf.to_container(bare) == OmegaConf.to_container(laser)
+    assert bare.bandit._target_ == "laser.bandits.LinUCB" and bare.bandit.alpha == 1.0
+    assert bare.feedback.signal._target_ == "laser.feedback.NegLoss"
+    assert bare.features.featurizer._target_ == "laser.features.SentenceEncoder"
+    # the YAML chooses the algorithm; every other value is the dataclass default
+    assert OmegaConf.to_object(bare.policy) == PolicyConfig(algo="dpo")
+    assert OmegaConf.to_object(bare.loop) == LoopConfig()
+    assert bare.loop.selection == "prompt"

@@ -94,8 +94,8 @@ def test_read_decisions_names_the_bad_line(tmp_path):
 def test_loop_logs_decisions_and_laser_ope_reads_them(tmp_path):
     from test_loop import cfg_for
 
+    from laser.build import build_loop
     from laser.logging import NullLogger
-    from laser.train import build_loop
 
     cfg = cfg_for(
         tmp_path / "cache",
@@ -109,7 +109,7 @@ def test_loop_logs_decisions_and_laser_ope_reads_them(tmp_path):
     loop.run(progress=False)
     rows = [json.loads(x) for x in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     assert len(rows) <= cfg.loop.steps * cfg.loop.batch_size and rows
-    k = len(loop.arms)
+    k = len(loop.router.arms.names)
     assert all(r["propensity"] == pytest.approx(1 / k) for r in rows)  # uniform random logger
     assert all(len(r["context"]) == loop.featurizer.dim for r in rows)
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}

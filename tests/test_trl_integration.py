@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from laser.bandits import LinUCB
 from laser.features import DomainOneHot
+from laser.feedback import GoldAgreement, NegLoss
 from laser.integrations import LaserRewardSelector
 from laser.models import char_tokenizer, tiny_gpt2_config
 from laser.rewards import FunctionReward
@@ -22,7 +23,23 @@ def share(ch):
     return fn
 
 
-def make_trainer(kind, tmp_path, selector, steps=3):
+class Constant:
+    """A feedback signal of 1.0 per batch: the tests below check plumbing, not a signal."""
+
+    name = "constant"
+
+    @classmethod
+    def check_update(cls, policy):
+        return None
+
+    def before(self, rm):
+        return None
+
+    def after(self, rm, stats, before, batch):
+        return 1.0
+
+
+def make_trainer(kind, tmp_path, selector, steps=3, **config):
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     tok = char_tokenizer("abcdefgh :")
@@ -48,6 +65,7 @@ def make_trainer(kind, tmp_path, selector, steps=3):
         logging_steps=1,
         disable_tqdm=True,
         seed=0,
+        **config,
     )
     rows = [{"prompt": p, "domain": d} for _ in range(steps * 2) for p, d in PROMPTS]
     return trainer_cls(
@@ -67,7 +85,7 @@ def make_selector(**kw):
 
 @pytest.mark.parametrize("kind", ["grpo", "rloo"])
 def test_selector_trains_inside_trl(tmp_path, kind):
-    selector = make_selector(feedback="neg_loss")
+    selector = make_selector(signal=Constant(), per_prompt=False)
     trainer = make_trainer(kind, tmp_path, selector)
     trainer.train()
     assert trainer.state.global_step == 3
@@ -83,7 +101,7 @@ def test_verifier_feedback_updates_after_each_step(tmp_path):
     def verifier(prompts, completions, **kw):  # "right" = mostly a's
         return [float(v > 0.3) for v in share("a")(prompts, completions)]
 
-    selector = make_selector(verifier=verifier)
+    selector = make_selector(signal=GoldAgreement(verifier), per_prompt=False)
     seen = []
     original = selector.selector.update
     selector.selector.update = lambda arm, x, r: (seen.append((arm, r)), original(arm, x, r))
@@ -92,11 +110,49 @@ def test_verifier_feedback_updates_after_each_step(tmp_path):
     assert all(0.0 <= r <= 1.0 for _, r in seen)
 
 
-def test_bad_setups_fail_clearly():
+def test_bad_setups_fail_clearly(tmp_path):
     pool = {"a_rm": FunctionReward(share("a"), "a_rm")}
     with pytest.raises(ValueError, match="arms for 1 RMs"):
-        LaserRewardSelector(pool, LinUCB(2, 2), DomainOneHot(["x", "y"]), feedback="neg_loss")
-    with pytest.raises(ValueError, match="needs a verifier"):
+        LaserRewardSelector(pool, LinUCB(2, 2), DomainOneHot(["x", "y"]), signal=NegLoss())
+    with pytest.raises(TypeError, match="signal"):
         LaserRewardSelector(pool, LinUCB(1, 2), DomainOneHot(["x", "y"]))
-    with pytest.raises(ValueError, match="'verifier' or 'neg_loss'"):
-        LaserRewardSelector(pool, LinUCB(1, 2), DomainOneHot(["x", "y"]), feedback="loss")
+    # GRPO's single pass (num_iterations=1): the surrogate loss is 0 whatever the RM
+    trainer = make_trainer("grpo", tmp_path, make_selector(signal=NegLoss()))
+    with pytest.raises(ValueError, match="carries no signal"):
+        trainer.train()
+
+
+class Spy:
+    """An RM that records which prompts it scored (and scores the share of its letter)."""
+
+    def __init__(self, name, letter):
+        self.name, self.fn, self.seen, self.forward_samples = name, share(letter), [], 0
+
+    def score(self, prompts, completions, **kw):
+        self.seen += list(prompts)
+        self.forward_samples += len(prompts)
+        return torch.tensor(self.fn(prompts, completions), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("kind", ["grpo", "rloo"])
+def test_per_prompt_routing_inside_trl(tmp_path, kind):
+    """Each prompt's completions are scored by its own chosen RM only: with domain one-hot
+    contexts and the domains' prompts routed apart, no RM ever sees the other's prompts."""
+    pool = {"x_rm": Spy("x_rm", "a"), "y_rm": Spy("y_rm", "b")}
+    router = DomainRouterStandIn()
+    selector = LaserRewardSelector(pool, router, DomainOneHot(["x", "y"]), signal=Constant())
+    trainer = make_trainer(kind, tmp_path, selector)
+    trainer.train()
+    domain = dict(PROMPTS)
+    assert {domain[p] for p in pool["x_rm"].seen} == {"x"}
+    assert {domain[p] for p in pool["y_rm"].seen} == {"y"}
+    # 3 steps x 8 completions, each scored once, by one RM
+    assert pool["x_rm"].forward_samples + pool["y_rm"].forward_samples == 3 * 8
+    # credit per prompt: one selector update per routed prompt (per batch it would be 3)
+    assert selector.updates == sum(selector.router.arms.picks.values()) >= 3 + 1
+
+
+def DomainRouterStandIn():
+    from laser.bandits import DomainRouter
+
+    return DomainRouter(num_arms=2, dim=2, routes=[0, 1])

@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from laser.cli import CONF_DIR, to_prepare_config
+from laser.cli import CONF_DIR
 from laser.models import TinyGPT2Config
 from laser.world import RMSpec, SFTConfig, TaskConfig, WorldConfig, prepare_world
 from laser.world.cache import config_key, verify
@@ -107,7 +108,7 @@ def test_config_key_changes_with_the_config():
 def test_prepare_config_composes_and_matches_the_defaults():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="prepare")
-    config = to_prepare_config(cfg)
+    config = OmegaConf.to_object(cfg)  # composed against prepare_schema (typed)
     world = config.world
     assert world.task.domains == ["reverse", "sort", "max", "count"]
     assert len(world.reward_models) >= 4

@@ -138,8 +138,9 @@ class NormalizedBandit:
     def probabilities(self, x: Any = None) -> np.ndarray:
         return self.bandit.probabilities(x)
 
-    def update(self, arm: int, x: Any, reward: float) -> None:
-        """Normalise, then update. A bad arm or context leaves the normaliser untouched too."""
+    def update(self, arm: int, x: Any, reward: float) -> float:
+        """Normalise, then update; returns the normalised value the selector learnt from. A
+        bad arm or context leaves the normaliser untouched too."""
         saved = self.normalizer.state_dict()
         value = self.normalizer.normalize(reward)
         try:
@@ -147,6 +148,14 @@ class NormalizedBandit:
         except ValueError:
             self.normalizer.load_state_dict(saved)
             raise
+        return value
+
+    def update_floor(self, arm: int, x: Any) -> float:
+        """Give ``arm`` the worst normalised value (a failed RM, an update that taught
+        nothing) without recording anything in the normaliser's history; returns it."""
+        value = self.normalizer.floor
+        self.bandit.update(arm, x, value)
+        return value
 
     def add_arm(self) -> int:
         return self.bandit.add_arm()

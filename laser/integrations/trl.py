@@ -1,37 +1,46 @@
 """LASER as a reward function for TRL's GRPOTrainer and RLOOTrainer.
 
     selector = LaserRewardSelector(pool, LinUCB(len(pool), dim, alpha=1.0), featurizer,
-                                   verifier=exact_match)          # or feedback="neg_loss"
+                                   signal=GoldAgreement(exact_match))
     trainer = GRPOTrainer(model, reward_funcs=[selector], callbacks=[selector.callback()], ...)
 
-Per call (one generation batch) it builds the context from the batch's distinct prompts,
-lets the bandit pick ONE RM, scores every completion with that RM only and returns the
-scores. After the optimiser step, :class:`LaserCallback` feeds the outcome back to the bandit:
+Per call (one generation batch) it routes through the same core as the LASER loop
+(``laser.routing.Router``): by default each distinct prompt gets its own RM from its own
+context (``per_prompt=True``; ``False``: one RM for the batch, LASeR's rule), each prompt's
+completions are scored by that RM ONLY, and the scores are returned. After the optimiser step
+:class:`LaserCallback` measures the feedback signal on each RM's own prompts and updates the
+bandit through the router's one normalisation path.
 
-- ``verifier=fn`` (TRL reward-function signature, e.g. an exact-match checker): the chosen
-  RM's pairwise agreement with the verifier on each prompt's completions (the loop's
-  ``gold_agreement``), averaged over the batch's prompts; calls whose completions all
-  verify alike teach nothing and are dropped;
-- ``feedback="neg_loss"`` (the LASeR paper's signal): minus the training loss TRL logs for
-  the step; needs ``logging_steps=1`` so every step's loss is seen.
+Feedback signals are those of ``laser.feedback``: ``GoldAgreement(verifier)`` (a TRL-signature
+checker, e.g. exact match against the dataset's answer column: the chosen RM's pairwise
+agreement with it on each prompt's completions), or ``NegLoss()`` (the LASeR paper's -loss,
+read from TRL's logs; needs ``logging_steps=1``, and is refused with ``num_iterations=1``:
+GRPO/RLOO's single-pass surrogate carries no signal about the RM).
+
+An RM that raises or returns NaN is recorded (and quarantined after ``quarantine_after``
+failures in a row); its completions get ``None``, TRL's "not applicable", so they carry no
+reward into the update rather than a made-up one.
 
 Metrics go through TRL's ``log_metric`` (averaged per logging step, reported next to
-``rewards/laser/mean``): ``laser/arm_frac/<rm>`` (selection frequency),
-``laser/propensity``, ``laser/feedback``, ``rewards/<rm>/mean`` (the chosen RM's scores).
+``rewards/laser/mean``): ``laser/arm_frac/<rm>`` (share of this batch's prompts per RM),
+``laser/propensity``, ``laser/feedback``, ``rewards/<rm>/mean`` (each RM's scores).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
-from laser.bandits.normalizers import PercentileNormalizer
-from laser.features import batch_context
-from laser.feedback import pairwise_agreement
-from laser.rewards.base import RewardModel, score_checked
+from laser.bandits.base import Bandit
+from laser.bandits.normalizers import Normalizer, PercentileNormalizer
+from laser.features import Featurizer
+from laser.feedback import FeedbackSignal, NegLoss
+from laser.policy.config import PolicyConfig
+from laser.policy.stats import StepStats
+from laser.rewards.base import RewardModel
+from laser.routing import PerBatch, PerPrompt, Router, Samples
 from laser.tasks.base import Example
 
 TRL_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments", "completion_ids")
@@ -46,78 +55,88 @@ def _text(x: Any) -> str:
     raise TypeError(f"expected a string or a list of chat messages, got {type(x).__name__}")
 
 
+def loss_stats(loss: float) -> StepStats:
+    """The part of an update's StepStats TRL reports: its training loss."""
+    return StepStats(None, None, None, None, None, None, None, 0.0, 0.0, train_loss=loss)
+
+
 class LaserRewardSelector:
-    """A TRL reward function that routes each generation batch to one RM of ``pool``."""
+    """A TRL reward function that routes each prompt (or batch) to one RM of ``pool``."""
 
     def __init__(
         self,
         pool: dict[str, RewardModel],
-        selector: Any,
-        featurizer: Callable[[list[Example]], torch.Tensor],
+        selector: Bandit,
+        featurizer: Featurizer,
         *,
-        verifier: Callable[..., list[float]] | None = None,
-        feedback: str = "verifier",
-        normalizer: Any = None,
+        signal: FeedbackSignal,
+        normalizer: Normalizer | None = None,
+        per_prompt: bool = True,
+        quarantine_after: int = 3,
         name: str = "laser",
     ) -> None:
-        if not pool or selector.num_arms != len(pool):
-            raise ValueError(f"selector has {selector.num_arms} arms for {len(pool)} RMs")
-        if feedback not in ("verifier", "neg_loss"):
-            raise ValueError(f"feedback must be 'verifier' or 'neg_loss', got {feedback!r}")
-        if feedback == "verifier" and verifier is None:
-            raise ValueError("feedback='verifier' needs a verifier function")
-        self.pool, self.names = dict(pool), list(pool)
-        self.selector, self.featurizer = selector, featurizer
-        self.verifier, self.feedback = verifier, feedback
-        self.normalizer = normalizer or PercentileNormalizer()
+        if not pool:
+            raise ValueError("LaserRewardSelector needs at least one reward model")
+        self.featurizer = featurizer
+        self.router = Router(
+            pool,
+            selector,
+            normalizer or PercentileNormalizer(),
+            PerPrompt() if per_prompt else PerBatch(),
+            signal,
+            quarantine_after=quarantine_after,
+        )
         self.__name__ = name  # TRL names the reward column after it
-        self.pending: list[dict[str, Any]] = []  # decisions waiting for the step's outcome
-        self.updates = 0
+        self.pending: list[tuple] = []  # decisions waiting for the step's outcome
+        self.updates = 0  # selector updates so far
+        self.calls = 0
 
-    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float]:
+    @property
+    def pool(self) -> dict[str, RewardModel]:
+        return self.router.arms.rms
+
+    @property
+    def selector(self) -> Bandit:
+        return self.router.selector
+
+    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
         log_metric = kwargs.get("log_metric")
         columns = {k: v for k, v in kwargs.items() if k not in TRL_KWARGS}
-        texts, outs = [_text(p) for p in prompts], [_text(c) for c in completions]
-        distinct = list(dict.fromkeys(texts))
-        examples = [Example(p, "", str(self._first(columns, texts, p, "domain"))) for p in distinct]
-        context = batch_context(self.featurizer(examples))  # (d,)
-        arm = self.selector.select(context)
-        propensity = float(self.selector.probabilities(context)[arm])
-        name = self.names[arm]
-        scores = score_checked(self.pool[name], texts, outs, **columns)  # ONLY the chosen RM
-        decision = {"arm": arm, "context": context, "propensity": propensity, "raw": None}
-        if self.feedback == "verifier":
-            gold = torch.tensor(self.verifier(prompts, completions, **columns), dtype=torch.float)
-            groups = {p: [i for i, t in enumerate(texts) if t == p] for p in distinct}
-            agree = pairwise_agreement(scores, gold, groups)
-            decision["raw"] = sum(agree.values()) / len(agree) if agree else None
-        self.pending.append(decision)
+        samples = Samples([_text(p) for p in prompts], [_text(c) for c in completions], columns)
+        distinct = list(dict.fromkeys(samples.prompts))
+        index = {p: i for i, p in enumerate(distinct)}
+        group = torch.tensor([index[p] for p in samples.prompts])
+        domains = columns.get("domain") or ["unknown"] * len(prompts)
+        first = {p: samples.prompts.index(p) for p in distinct}
+        examples = [Example(p, "", str(domains[first[p]])) for p in distinct]
+        self.calls += 1
+        decision = self.router.decide(self.featurizer(examples), group)
+        scores = self.router.score(decision, samples, self.calls)  # ONLY the chosen RMs
+        before = self.router.before(decision, scores, self.calls)
+        self.pending.append((decision, scores, before, samples))
         if log_metric is not None:
-            log_metric("laser/propensity", propensity)
-            log_metric(f"rewards/{name}/mean", float(scores.mean()))
-            for other in self.names:
-                log_metric(f"laser/arm_frac/{other}", float(other == name))
-        return scores.tolist()
+            log_metric("laser/propensity", decision.mean_propensity)
+            for arm, name in decision.names.items():
+                values = scores.rewards[decision.samples[arm]]
+                log_metric(f"rewards/{name}/mean", float(values.mean()))
+            routed = decision.routes()
+            for other in self.pool:
+                log_metric(f"laser/arm_frac/{other}", routed.count(other) / len(routed))
+        rewards = scores.rewards.tolist()
+        failed = {i for arm in scores.failed for i in decision.samples[arm]}
+        return [None if i in failed else r for i, r in enumerate(rewards)]
 
-    @staticmethod
-    def _first(columns: dict, texts: list[str], prompt: str, key: str) -> Any:
-        values = columns.get(key)
-        return values[texts.index(prompt)] if values else "unknown"
-
-    def apply_feedback(self, raw_for_all: float | None = None) -> list[float]:
-        """Update the bandit with every pending decision (``raw_for_all`` replaces their own
-        raw values: the step's -loss). Decisions without a value teach nothing and are
-        dropped. Returns the normalised feedback given."""
-        given = []
-        for d in self.pending:
-            raw = raw_for_all if raw_for_all is not None else d["raw"]
-            if raw is None:
-                continue
-            value = self.normalizer.normalize(raw)
-            self.selector.update(d["arm"], d["context"], value)
-            given.append(value)
-        self.pending.clear()
+    def apply_feedback(self, stats: StepStats | None = None) -> list[float]:
+        """Credit every pending decision (``stats``: the step's StepStats, for signals that
+        read the loss); returns the normalised feedback of each selector update."""
+        given: list[float] = []
+        for decision, scores, before, samples in self.pending:
+            result = self.router.feedback(decision, scores, stats, before, samples, self.calls)
+            given += result.given
+        for decision, scores, _, _ in self.pending:  # only now may arm indices change
+            self.router.record(decision, scores)  # picks; quarantine of failing RMs
         self.updates += len(given)
+        self.pending.clear()
         return given
 
     def callback(self) -> LaserCallback:
@@ -130,17 +149,26 @@ class LaserCallback(TrainerCallback):
     def __init__(self, selector: LaserRewardSelector) -> None:
         self.selector = selector
 
+    @property
+    def reads_loss(self) -> bool:
+        return isinstance(self.selector.router.signal, NegLoss)
+
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.selector.feedback == "neg_loss" and args.logging_steps != 1:
+        signal = self.selector.router.signal
+        # GRPO/RLOO optimise the PPO clipped surrogate on group-normalised advantages,
+        # num_iterations passes per generation batch
+        passes = int(getattr(args, "num_iterations", 1))
+        signal.check_update(PolicyConfig(algo="ppo", ppo_epochs=passes))
+        if self.reads_loss and args.logging_steps != 1:
             raise ValueError(
-                "LaserRewardSelector(feedback='neg_loss') reads each step's loss from the "
-                f"trainer's logs: set logging_steps=1 (got {args.logging_steps})"
+                f"feedback {signal.name!r} reads each step's loss from the trainer's logs: "
+                f"set logging_steps=1 (got {args.logging_steps})"
             )
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.selector.feedback == "verifier":
+        if not self.reads_loss:
             self.selector.apply_feedback()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.selector.feedback == "neg_loss" and logs and "loss" in logs:
-            self.selector.apply_feedback(-float(logs["loss"]))
+        if self.reads_loss and logs and "loss" in logs:
+            self.selector.apply_feedback(loss_stats(float(logs["loss"])))

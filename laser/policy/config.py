@@ -9,8 +9,10 @@ ALGOS = ("ppo", "a2c", "dpo")
 
 @dataclass
 class PolicyConfig:
+    """The one source of the trainer's defaults (conf/policy/*.yaml only pick ``algo``)."""
+
     algo: str = "ppo"  # ppo | a2c | dpo
-    lr: float = 1e-5
+    lr: float = 1e-4
     optimizer: str = "adamw"  # adamw | adam | sgd
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
@@ -24,7 +26,7 @@ class PolicyConfig:
     ent_coef: float = 0.0
     kl_coef: float = 0.05  # KL-to-reference penalty folded into the per-token reward
     kl_estimator: str = "k1"  # k1 | k3
-    ppo_epochs: int = 4
+    ppo_epochs: int = 1  # one on-policy pass per rollout (TRL's num_iterations=1)
     num_minibatches: int = 1
     whiten_advantages: bool = True
     critic: str = "shared"  # shared: value head on the policy trunk | separate: own trunk copy

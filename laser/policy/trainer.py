@@ -28,74 +28,15 @@ from laser.policy.losses import (
     value_loss,
 )
 from laser.policy.pairs import make_pairs
+from laser.policy.parts import (
+    ValueCritic,
+    apply_lora,
+    check_distinct,
+    disable_dropout,
+    make_optimizer,
+)
 from laser.policy.rollout import Rollout, response_logits, sequence_logprobs, token_logprobs
 from laser.policy.stats import StepStats
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """RL needs the log-probs of the training forward to match the rollout's: no dropout."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-
-
-def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[name]
-    return cls(params, lr=lr, weight_decay=weight_decay)
-
-
-def apply_lora(policy: nn.Module, cfg: PolicyConfig) -> nn.Module:
-    """Wrap ``policy`` with LoRA adapters (peft); only the adapters (and critic) train."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as exc:
-        raise ImportError("policy.lora_r > 0 needs peft: pip install peft") from exc
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        task_type="CAUSAL_LM",
-        target_modules=list(cfg.lora_target_modules) if cfg.lora_target_modules else None,
-    )
-    return get_peft_model(policy, lora)
-
-
-class ValueCritic(nn.Module):
-    """V(s_t) for every response position: a linear head on the last hidden state, either of
-    the policy's own forward (``shared``) or of a separate copy of its trunk (``separate``)."""
-
-    def __init__(self, policy: nn.Module, separate: bool) -> None:
-        super().__init__()
-        config = policy.config.get_text_config()
-        self.head = nn.Linear(config.hidden_size, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-        self.trunk = (
-            copy.deepcopy(policy.get_base_model() if hasattr(policy, "get_base_model") else policy)
-            if separate
-            else None
-        )
-
-    def values(self, policy_out, rollout_slice: tuple[torch.Tensor, ...], P: int) -> torch.Tensor:
-        """(B, R) values; ``policy_out`` must carry hidden states when the critic is shared."""
-        if self.trunk is None:
-            hidden = policy_out.hidden_states[-1]
-        else:
-            q, qm, r, rm = rollout_slice
-            _, out = response_logits(self.trunk, q, qm, r, rm, output_hidden_states=True)
-            hidden = out.hidden_states[-1]
-        return self.head(hidden[:, P - 1 : -1, :].float()).squeeze(-1)
-
-
-def _check_distinct(policy: nn.Module, ref_policy: nn.Module) -> None:
-    """The reference must be its own copy: freezing it must not freeze the policy."""
-    shared = {p.data_ptr() for p in policy.parameters()} & {
-        p.data_ptr() for p in ref_policy.parameters()
-    }
-    if policy is ref_policy or shared:
-        raise ValueError(
-            "ref_policy shares parameters with policy; pass a separate frozen copy "
-            "(e.g. copy.deepcopy(policy)) so the reference stays fixed while the policy trains"
-        )
 
 
 class PolicyTrainer:
@@ -119,7 +60,7 @@ class PolicyTrainer:
         # several processes: gradients are averaged and every rank takes the same number of
         # optimiser steps (empty minibatches step with zero local gradient)
         self.dist = dist or Distributed()
-        _check_distinct(policy, ref_policy)
+        check_distinct(policy, ref_policy)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # minibatch order
         disable_dropout(policy)
         self.policy = apply_lora(policy, cfg) if cfg.lora_r > 0 else policy

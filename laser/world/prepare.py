@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from laser.evaluation import domain_accuracy
 from laser.models import char_tokenizer, tiny_gpt2_config
 from laser.rewards import HFRewardModel
 from laser.tasks.synthetic import SyntheticSuite
@@ -35,7 +36,7 @@ from laser.world.pool import (
     train_rm,
 )
 from laser.world.report import write_report
-from laser.world.sft import domain_accuracy, sft_train
+from laser.world.sft import sft_train
 
 
 def make_suite(cfg: WorldConfig) -> SyntheticSuite:

@@ -1,15 +1,13 @@
-"""Supervised warm start of the policy on the suite, and gold accuracy by greedy decoding."""
+"""Supervised warm start of the policy on the suite (gold accuracy: ``laser.evaluation``)."""
 
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 
 import torch
 from tqdm.auto import tqdm
 
-from laser.policy.rollout import left_pad
-from laser.tasks.base import Example, Task
+from laser.tasks.base import Example
 
 
 def sft_batch(tokenizer, examples: list[Example]) -> tuple[torch.Tensor, ...]:
@@ -60,61 +58,4 @@ def sft_train(
     return float(loss.item())
 
 
-@torch.no_grad()
-def greedy_completions(
-    model, tokenizer, prompts: list[str], max_new_tokens: int = 10, batch_size: int = 128
-) -> list[str]:
-    model.eval()
-    device = next(model.parameters()).device
-    out: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = [
-            tokenizer(p, add_special_tokens=False).input_ids
-            for p in prompts[start : start + batch_size]
-        ]
-        x, mask = left_pad(chunk, tokenizer.pad_token_id)  # generation continues from the prompt
-        x, mask = x.to(device), mask.to(device)
-        width = x.shape[1]
-        gen = model.generate(
-            input_ids=x,
-            attention_mask=mask,
-            do_sample=False,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        out += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
-    return out
-
-
-def example_scores(
-    model, tokenizer, task: Task, examples: list[Example], max_new_tokens: int = 10
-) -> list[float]:
-    """Greedy-decoding gold score of each example, in order."""
-    prompts = [e.prompt for e in examples]
-    completions = greedy_completions(model, tokenizer, prompts, max_new_tokens)
-    return [task.evaluate(e.prompt, c, e.meta()) for e, c in zip(examples, completions)]
-
-
-def macro_accuracy(scores: list[float], examples: list[Example]) -> dict[str, float]:
-    """Accuracy per domain, plus "mean" (unweighted over domains)."""
-    by_domain: dict[str, list[float]] = defaultdict(list)
-    for ex, score in zip(examples, scores):
-        by_domain[ex.domain].append(score)
-    acc = {d: sum(v) / len(v) for d, v in by_domain.items()}
-    acc["mean"] = sum(acc.values()) / len(acc)
-    return acc
-
-
-def domain_accuracy(model, tokenizer, task: Task, examples: list[Example]) -> dict[str, float]:
-    """Greedy-decoding gold accuracy per domain, plus "mean" (unweighted over domains)."""
-    return macro_accuracy(example_scores(model, tokenizer, task, examples), examples)
-
-
-__all__ = [
-    "domain_accuracy",
-    "example_scores",
-    "greedy_completions",
-    "macro_accuracy",
-    "sft_train",
-]
+__all__ = ["sft_batch", "sft_train"]

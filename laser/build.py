@@ -1,30 +1,37 @@
-"""Assemble a LASER run from a validated config: world, pool, selector, featurizer, feedback,
-logger, trainer, checkpoints. ``laser.cli.train`` (Hydra) calls ``build_loop``; tests call it
-directly with composed configs.
+"""Build a LASER run from its composed config: the ONLY place that instantiates config nodes.
+
+Run-time values are declared, not guessed: a config node marks each value it needs from the
+run with ``???`` (``num_arms: ???``, ``dim: ???``, ``policy: ???``, ``probe: ???`` ...) and
+:func:`instantiate_filled` fills exactly those from what the run provides, or names the one it
+cannot fill. ``laser.cli`` (Hydra) and ``laser-compare`` call :func:`build_loop`; tests call
+it with composed configs.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from laser.bandits.baselines import arm_by_name
 from laser.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from laser.config import TARGETS, TrainConfig
 from laser.distributed import Distributed
+from laser.evaluation import Evaluator
 from laser.features import Normalized, Projected, minilm_path
+from laser.feedback import task_checker
 from laser.logging import DecisionWriter, NullLogger
-from laser.orchestrator import LoopConfig, Orchestrator
-from laser.policy import PolicyConfig, PolicyTrainer
+from laser.orchestrator import Orchestrator
+from laser.policy import PolicyTrainer
 from laser.rewards import AgreementEnsemble, MeanEnsemble, MinEnsemble, UncertaintyEnsemble
-from laser.world import WorldConfig, prepare_world
-from laser.world.external import ExternalConfig, ExternalWorld
+from laser.routing import PerBatch, PerPrompt, Router
+from laser.world import prepare_world
+from laser.world.external import ExternalWorld
 from laser.world.prepare import make_suite
 
 ENSEMBLES = {
@@ -33,32 +40,29 @@ ENSEMBLES = {
     "mean_minus_std": UncertaintyEnsemble,
     "agreement": AgreementEnsemble,
 }
+GRANULARITY = {"batch": PerBatch, "prompt": PerPrompt}
 
 
-@dataclass
-class TrainConfig:
-    """The typed part of conf/train.yaml; ``bandit``, ``features``, ``feedback`` and
-    ``logger`` are Hydra ``_target_`` nodes instantiated as they are."""
+def instantiate_filled(node: DictConfig, where: str, **provided: Callable[[], Any]) -> Any:
+    """Instantiate ``node`` with each of its ``???`` values taken from ``provided`` (called
+    only for the values the node asks for); objects pass through untouched."""
+    plain = OmegaConf.to_container(node, resolve=True)
+    missing = [k for k, v in plain.items() if v == "???"]
+    unknown = [k for k in missing if k not in provided]
+    if unknown:
+        raise ValueError(
+            f"{where}.{unknown[0]} is ??? (a run-time value) but this run cannot provide it; "
+            f"set it in the config ({where}.{unknown[0]}=...)"
+        )
+    factory = instantiate({k: v for k, v in plain.items() if k not in missing}, _partial_=True)
+    return factory(**{k: provided[k]() for k in missing})
 
-    world: WorldConfig = field(default_factory=WorldConfig)
-    # set: a world of existing models and datasets instead of the built-in one
-    external: ExternalConfig | None = None
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    pool: str = "individual"  # individual: one arm per RM | ensemble: one arm, all RMs
-    ensemble: str = "mean"  # mean | min | mean_minus_std | agreement (pool=ensemble)
-    cache_dir: str = ".cache/laser"
-    output_dir: str = "outputs/run"
-    resume: str | None = None  # a run directory or a checkpoint file
-    keep_checkpoints: int = 2
-    progress: bool = True
-    # RM placement: RMs load lazily (an RM never chosen never loads) and score on rm_device;
-    # rm_offload parks each on CPU after it scored, so one RM at a time holds the accelerator
-    rm_device: str = "cpu"
-    rm_offload: bool = False
-    # where the policy (and its reference copy) trains: cpu | cuda | cuda:N; under DDP "cuda"
-    # means each rank's own GPU (cuda:LOCAL_RANK)
-    device: str = "cpu"
+
+def typed(cfg: DictConfig) -> TrainConfig:
+    """The typed keys as a TrainConfig (validated: wrong types, unknown keys, bad values)."""
+    keys = [f for f in TrainConfig.__dataclass_fields__ if f in cfg and f not in TARGETS]
+    plain = OmegaConf.masked_copy(cfg, keys)
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), plain))
 
 
 def check_cuda(**settings: str) -> None:
@@ -73,13 +77,6 @@ def policy_device(device: str, dist: Distributed) -> torch.device:
     if device == "cuda" and dist.enabled:
         return torch.device("cuda", dist.local_rank)
     return torch.device(device)
-
-
-def typed(cfg: DictConfig) -> TrainConfig:
-    """Validate the typed keys (wrong types, unknown keys, bad values fail here)."""
-    keys = [f for f in TrainConfig.__dataclass_fields__ if f in cfg]
-    plain = OmegaConf.masked_copy(cfg, keys)
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), plain))
 
 
 class RunCheckpointer:
@@ -115,32 +112,38 @@ def build_pool(cfg: TrainConfig, world) -> dict[str, Any]:
     return {ensemble.name: ensemble}
 
 
-def build_featurizer(node: DictConfig, policy, tokenizer, domains: list[str], seed: int):
-    """Instantiate the featurizer, giving it whichever of policy/tokenizer/domains it takes."""
-    partial = instantiate(node.featurizer)
-    wanted = inspect.signature(partial.func).parameters
-    available = {"policy": policy, "tokenizer": tokenizer, "domains": domains}
-    if "path" in wanted:  # a sentence encoder: the configured path or the shipped MiniLM
-        available["path"] = node.get("path") or minilm_path()
-    featurizer = partial(**{k: v for k, v in available.items() if k in wanted})
+def build_featurizer(node: DictConfig, seed: int, **provided: Callable[[], Any]):
+    """The context featurizer (its ??? values from ``provided``), projected / normalised."""
+    featurizer = instantiate_filled(
+        node.featurizer, "features.featurizer", path=minilm_path, **provided
+    )
     if node.get("projection_dim"):
-        featurizer = Projected(
-            featurizer,
-            int(node.projection_dim),
-            seed=seed,
-            normalize=bool(node.get("normalize", True)),
-        )
-    elif node.get("normalize"):
-        featurizer = Normalized(featurizer)
-    return featurizer
+        normalize = bool(node.get("normalize", True))
+        return Projected(featurizer, int(node.projection_dim), seed=seed, normalize=normalize)
+    return Normalized(featurizer) if node.get("normalize") else featurizer
 
 
-def build_feedback(node: DictConfig, task, seed: int):
-    signal = instantiate(node.signal)
-    if callable(signal) and not hasattr(signal, "after"):  # a partial waiting for its probe
-        probe = task.examples("eval", int(node.probe_size), seed=seed + 29)
-        signal = signal(probe=probe)
+def build_feedback(node: DictConfig, **provided: Callable[[], Any]):
+    """(signal, normaliser) of the ``feedback`` group."""
+    signal = instantiate_filled(node.signal, "feedback.signal", **provided)
     return signal, instantiate(node.normalizer)
+
+
+def check_feedback(cfg: DictConfig, config: TrainConfig) -> None:
+    """Refuse, before any world is built, a feedback that carries nothing for the update."""
+    get_class(cfg.feedback.signal._target_).check_update(config.policy)
+
+
+def build_selector(node: DictConfig, names: list[str], **provided: Callable[[], Any]):
+    """The selector over the RMs ``names``; a fixed arm may be given by RM name."""
+    if isinstance(node.get("arm"), str):
+        node = copy.deepcopy(node)
+        node.arm = arm_by_name(node.arm, names, "in the pool")
+    return instantiate_filled(node, "bandit", num_arms=lambda: len(names), **provided)
+
+
+def build_logger(node: Any):
+    return instantiate(node)
 
 
 def best_rm_per_domain(world, names: list[str], domains: list[str]) -> list[str]:
@@ -153,21 +156,12 @@ def best_rm_per_domain(world, names: list[str], domains: list[str]) -> list[str]
     return [max(names, key=lambda n: matrix[n][d]) for d in domains]
 
 
-def selector_args(node: DictConfig, pool: dict, featurizer, world) -> dict[str, Any]:
-    """Run-time constructor values: pool size, context dim, a fixed arm given by RM name,
-    the oracle router's routes."""
-    names = list(pool)
-    args: dict[str, Any] = {"num_arms": len(names)}
-    if "dim" in node.keys():
-        args["dim"] = featurizer.dim
-    if isinstance(node.get("arm"), str):
-        args["arm"] = arm_by_name(node.arm, names, "in the pool")
-    if "routes" in node.keys() and node.routes is None:
-        domains = getattr(featurizer, "domains", None)
-        if domains is None:
-            raise ValueError("the oracle router needs features=domain_onehot")
-        args["routes"] = [names.index(n) for n in best_rm_per_domain(world, names, domains)]
-    return args
+def oracle_routes(world, names: list[str], featurizer) -> list[int]:
+    """The oracle router's arm per domain (it reads the domain from its one-hot context)."""
+    domains = getattr(featurizer, "domains", None)
+    if domains is None:
+        raise ValueError("the oracle router needs features=domain_onehot")
+    return [names.index(n) for n in best_rm_per_domain(world, names, domains)]
 
 
 def load_world(config: TrainConfig):
@@ -183,6 +177,7 @@ def load_world(config: TrainConfig):
 def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     """Everything a run needs, restored from a checkpoint when ``resume`` is set."""
     config = typed(cfg)
+    check_feedback(cfg, config)
     dist = Distributed()
     if not dist.is_main:  # rank 0 alone logs (and writes checkpoints and decisions)
         logger = NullLogger()
@@ -197,35 +192,60 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     policy = world.policy().to(device)
     # sampling uses the global RNG: seed it after the (possibly cached) world is ready, so a
     # run depends on its seed alone, not on whether the world had to be built first
-    torch.manual_seed(config.loop.seed + dist.rank)
+    seed = config.loop.seed
+    torch.manual_seed(seed + dist.rank)
     trainer = PolicyTrainer(policy, copy.deepcopy(policy), tokenizer, config.policy, dist)
     pool = build_pool(config, world)
+    domains = list(task.domains)
     featurizer = build_featurizer(
-        cfg.features, trainer.policy, tokenizer, list(task.domains), config.loop.seed
+        cfg.features,
+        seed,
+        policy=lambda: trainer.policy,
+        tokenizer=lambda: tokenizer,
+        domains=lambda: domains,
     )
-    selector = instantiate(cfg.bandit, **selector_args(cfg.bandit, pool, featurizer, world))
-    signal, normalizer = build_feedback(cfg.feedback, task, config.loop.seed)
-    description = world.reward_model_sources()
+    selector = build_selector(
+        cfg.bandit,
+        list(pool),
+        dim=lambda: featurizer.dim,
+        routes=lambda: oracle_routes(world, list(pool), featurizer),
+    )
+    signal, normalizer = build_feedback(
+        cfg.feedback,
+        probe=lambda: task.examples("eval", int(cfg.feedback.probe_size), seed=seed + 29),
+        policy=lambda: trainer.policy,
+        tokenizer=lambda: tokenizer,
+        task=lambda: task,
+        checker=lambda: task_checker(task),
+    )
     run_dir = Path(
         config.resume if config.resume and Path(config.resume).is_dir() else config.output_dir
     )
-    checkpointer = RunCheckpointer(run_dir / "checkpoints", description, config.keep_checkpoints)
+    decisions = None
+    if config.loop.log_decisions and dist.is_main:
+        decisions = DecisionWriter(run_dir / "decisions.jsonl", append=bool(config.resume))
+    router = Router(
+        pool,
+        selector,
+        normalizer,
+        GRANULARITY[config.loop.selection](),
+        signal,
+        quarantine_after=config.loop.quarantine_after,
+        dist=dist,
+        decisions=decisions,
+    )
+    eval_examples = task.examples("eval", config.loop.eval_size, seed=seed + 17)
     loop = Orchestrator(
         trainer=trainer,
         tokenizer=tokenizer,
         task=task,
-        pool=pool,
-        selector=selector,
+        router=router,
         featurizer=featurizer,
-        feedback=signal,
-        normalizer=normalizer,
+        evaluator=Evaluator(task, eval_examples, tokenizer, config.loop.eval_max_new_tokens, dist),
         logger=logger,
         config=config.loop,
-        checkpointer=checkpointer,
-        decisions=(
-            DecisionWriter(run_dir / "decisions.jsonl", append=bool(config.resume))
-            if config.loop.log_decisions and dist.is_main
-            else None
+        checkpointer=RunCheckpointer(
+            run_dir / "checkpoints", world.reward_model_sources(), config.keep_checkpoints
         ),
         dist=dist,
     )

@@ -1,0 +1,358 @@
+"""The router core: contexts -> a Decision (an RM per batch or per prompt) -> each group of
+samples scored by its own RM only -> feedback credited per arm through one normalisation path.
+
+The LASER loop (``laser.orchestrator``) and the TRL adapter (``laser.integrations.trl``) both
+route through :class:`Router`; only where the samples and the update come from differs.
+
+Granularity is a small strategy object: :class:`PerBatch` (LASeR's rule: one RM for the
+batch, context = the mean of its prompts' features) or :class:`PerPrompt` (one RM per prompt,
+each prompt's own context; the prompts routed to an RM form its group). With several
+processes the decision covers every rank's prompts: contexts are gathered, every rank runs
+the same decision on the same inputs (so stochastic selectors draw alike), and feedback is
+gathered before the selector update, so every rank holds the same selector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import torch
+
+from laser.arms import Arms
+from laser.bandits.base import Bandit
+from laser.bandits.normalizers import NormalizedBandit, Normalizer
+from laser.distributed import Distributed
+from laser.features import batch_context
+from laser.feedback import ArmBatch, Feedback, FeedbackSignal
+from laser.logging import DecisionWriter
+from laser.policy.stats import StepStats
+from laser.rewards.base import RewardModel, RewardModelError, score_checked
+
+Groups = dict[int, list[int]]  # arm -> prompt indices
+
+
+@dataclass
+class Decision:
+    """One routing decision for this rank's prompts."""
+
+    prompts: Groups  # arm -> prompt indices
+    samples: Groups  # arm -> sample indices (the samples of those prompts)
+    names: dict[int, str]  # arm -> RM name, as the pool stood when deciding
+    propensities: list[float]  # per prompt: probability of the arm it got
+    contexts: torch.Tensor  # (B, d) per-prompt contexts
+    batch_context: torch.Tensor | None  # (d,) the global batch context (per-batch mode)
+    group: torch.Tensor  # (N,) prompt index of each sample
+
+    def routes(self) -> list[str]:
+        """The RM name of each prompt, in prompt order."""
+        out = [""] * len(self.propensities)
+        for arm, prompts in self.prompts.items():
+            for p in prompts:
+                out[p] = self.names[arm]
+        return out
+
+    @property
+    def mean_propensity(self) -> float:
+        return sum(self.propensities) / len(self.propensities)
+
+
+@dataclass
+class Scores:
+    """Each sample's reward from its own RM (0 where that RM failed) and the failed arms."""
+
+    rewards: torch.Tensor  # (N,)
+    failed: set[int]
+
+    def working(self, decision: Decision) -> list[int]:
+        return [arm for arm in decision.prompts if arm not in self.failed]
+
+
+@dataclass
+class Samples:
+    """What the RMs score, one entry per sample (a ``Rollout`` has the same fields)."""
+
+    prompts: list[str]
+    completions: list[str]
+    metadata: dict[str, list]  # per-sample columns (domain, answer, ...)
+
+
+@dataclass
+class FeedbackResult:
+    """The normalised values the selector learnt from this step, and the raw signal values."""
+
+    given: list[float]
+    raw: list[float]
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.raw:
+            out["bandit/feedback_raw"] = sum(self.raw) / len(self.raw)
+        if self.given:
+            out["bandit/feedback"] = sum(self.given) / len(self.given)
+        return out
+
+
+class Credit(NamedTuple):
+    """One selector update: ``raw`` None earns the normaliser's floor."""
+
+    arm: int
+    context: torch.Tensor
+    raw: float | None
+    propensity: float
+
+
+class Granularity(Protocol):
+    def choose(
+        self, selector: Bandit, xs: list[torch.Tensor]
+    ) -> tuple[torch.Tensor | None, list[tuple[Groups, list[float]]]]:
+        """(global batch context or None, [(groups, propensities) per rank])."""
+        ...
+
+    def credit(
+        self, raw: Feedback, prompts: list[int], x: torch.Tensor, context: torch.Tensor | None
+    ) -> list[tuple[int, torch.Tensor, float | None]]:
+        """(prompt, context, raw value or None) of one arm's selector updates."""
+        ...
+
+    def reduce(self, credits: list[Credit], dist: Distributed) -> list[Credit]:
+        """Every rank's credits (rank order) -> the updates every rank applies."""
+        ...
+
+
+class PerBatch:
+    """One RM for the whole (global) batch; context = mean of the prompts' features."""
+
+    def choose(self, selector, xs):
+        context = batch_context(torch.cat(xs))
+        arm = selector.select(context)
+        prob = float(selector.probabilities(context)[arm])
+        return context, [({arm: list(range(len(x)))}, [prob] * len(x)) for x in xs]
+
+    def credit(self, raw, prompts, x, context):
+        if isinstance(raw, dict):  # a per-prompt signal: the batch's mean
+            if not raw:
+                return []
+            raw = sum(raw.values()) / len(raw)
+        return [(prompts[0], context, raw)]  # the batch's first prompt stands for it
+
+    def reduce(self, credits, dist):
+        if not dist.enabled or not credits:
+            return credits
+        values = [c.raw for c in credits if c.raw is not None]
+        mean = sum(values) / len(values) if values else None
+        first = credits[0]  # one arm and one context: the decision was global
+        return [Credit(first.arm, first.context, mean, first.propensity)]
+
+
+class PerPrompt:
+    """One RM per prompt, from the prompt's own context."""
+
+    def choose(self, selector, xs):
+        out = []
+        for x in xs:
+            groups: Groups = {}
+            probs = []
+            for i in range(x.shape[0]):
+                arm = selector.select(x[i])
+                probs.append(float(selector.probabilities(x[i])[arm]))
+                groups.setdefault(arm, []).append(i)
+            out.append((groups, probs))
+        return None, out
+
+    def credit(self, raw, prompts, x, context):
+        if isinstance(raw, dict):  # prompts the signal left out: nothing learnt about them
+            return [(p, x[p], raw[p]) for p in prompts if p in raw]
+        return [(p, x[p], raw) for p in prompts]
+
+    def reduce(self, credits, dist):
+        return credits
+
+
+def samples_of(group: torch.Tensor, prompts: list[int]) -> list[int]:
+    """Indices of the samples whose prompt index is in ``prompts``."""
+    chosen = set(prompts)
+    return [i for i, g in enumerate(group.tolist()) if g in chosen]
+
+
+class Router:
+    """Decide, score, credit. ``arms`` holds the pool and its health; ``bandit`` is the
+    selector behind its feedback normaliser (the one normalisation path)."""
+
+    def __init__(
+        self,
+        pool: dict[str, RewardModel],
+        selector: Bandit,
+        normalizer: Normalizer,
+        granularity: Granularity,
+        signal: FeedbackSignal,
+        *,
+        quarantine_after: int = 3,
+        dist: Distributed | None = None,
+        decisions: DecisionWriter | None = None,
+    ) -> None:
+        if selector.num_arms != len(pool):
+            raise ValueError(f"selector has {selector.num_arms} arms for {len(pool)} RMs")
+        self.arms = Arms(pool, quarantine_after)
+        self.bandit = NormalizedBandit(selector, normalizer)
+        self.granularity, self.signal = granularity, signal
+        self.dist = dist or Distributed()
+        self.decisions = decisions  # decisions.jsonl for off-policy evaluation (laser-ope)
+
+    @property
+    def selector(self) -> Bandit:
+        return self.bandit.bandit
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return self.bandit.normalizer
+
+    # ------------------------------------------------------------------ decide and score
+    def decide(self, contexts: torch.Tensor, group: torch.Tensor) -> Decision:
+        """Route this rank's prompts (``contexts`` (B, d)); ``group`` maps samples to prompts."""
+        xs = self.dist.gather(contexts)  # every rank's (B_r, d) contexts
+        context, per_rank = self.dist.broadcast(self.granularity.choose(self.selector, xs))
+        prompts, propensities = per_rank[self.dist.rank]
+        return Decision(
+            prompts=prompts,
+            samples={arm: samples_of(group, ps) for arm, ps in prompts.items()},
+            names={arm: self.arms.names[arm] for arm in prompts},
+            propensities=propensities,
+            contexts=contexts,
+            batch_context=context,
+            group=group,
+        )
+
+    def score(self, decision: Decision, samples: Samples, step: int) -> Scores:
+        """Each group's samples scored by its own RM ONLY; an RM that fails is recorded."""
+        rewards = torch.zeros(len(samples.completions))
+        failed: set[int] = set()
+        for arm, idx in decision.samples.items():
+            name = decision.names[arm]
+            try:
+                rewards[idx] = score_checked(
+                    self.arms.rms[name],
+                    [samples.prompts[i] for i in idx],
+                    [samples.completions[i] for i in idx],
+                    **{k: [v[i] for i in idx] for k, v in samples.metadata.items()},
+                )
+                self.arms.succeeded(name)
+            except RewardModelError as exc:
+                failed.add(arm)
+                self.arms.failed(name, exc, step)
+        return Scores(rewards, failed)
+
+    def training_rewards(self, decision: Decision, scores: Scores) -> torch.Tensor:
+        """With several working RMs in one batch (per-prompt selection), each RM's rewards
+        z-scored so their different scales do not mix in one update; one RM's pass as is."""
+        working = scores.working(decision)
+        if len(working) < 2:
+            return scores.rewards
+        out = scores.rewards.clone()
+        for arm in working:
+            idx = decision.samples[arm]
+            values = scores.rewards[idx]
+            out[idx] = (values - values.mean()) / values.std(unbiased=False).clamp_min(1e-6)
+        return out
+
+    # ------------------------------------------------------------------------ feedback
+    def _measure(self, fn, name: str, step: int, *args: Any) -> Any:
+        """A feedback measurement; an RM failing during it counts as that RM's failure."""
+        try:
+            return fn(self.arms.rms[name], *args)
+        except RewardModelError as exc:
+            self.arms.failed(name, f"feedback probe failed: {exc}", step)
+            return None
+
+    def before(self, decision: Decision, scores: Scores, step: int) -> dict[int, Any]:
+        """The signal's measurement before the update, for each working arm."""
+        return {
+            arm: self._measure(self.signal.before, decision.names[arm], step)
+            for arm in scores.working(decision)
+        }
+
+    @staticmethod
+    def arm_batch(decision: Decision, scores: Scores, arm: int, samples: Samples) -> ArmBatch:
+        """What ``arm`` was chosen for in this step."""
+        return ArmBatch(
+            decision.prompts[arm],
+            decision.samples[arm],
+            samples.prompts,
+            samples.completions,
+            decision.group,
+            scores.rewards,
+            samples.metadata,
+        )
+
+    def feedback(
+        self,
+        decision: Decision,
+        scores: Scores,
+        stats: StepStats | None,
+        before: dict[int, Any] | None,
+        samples: Samples,
+        step: int,
+    ) -> FeedbackResult:
+        """Measure each working arm's outcome (``before`` None: no update happened, every arm
+        earns the floor), credit it per arm, normalise, update the selector."""
+        raw: dict[int, Feedback] = {arm: None for arm in decision.prompts}
+        for arm in scores.working(decision) if before is not None else []:
+            measured = self.arm_batch(decision, scores, arm, samples)
+            raw[arm] = self._measure(
+                self.signal.after, decision.names[arm], step, stats, before[arm], measured
+            )
+        local = [
+            Credit(arm, context, value, decision.propensities[p])
+            for arm, prompts in decision.prompts.items()
+            for p, context, value in self.granularity.credit(
+                raw[arm], prompts, decision.contexts, decision.batch_context
+            )
+        ]
+        everyone = [c for part in self.dist.gather(local) for c in part]
+        return self.apply(self.granularity.reduce(everyone, self.dist), step)
+
+    def apply(self, credits: list[Credit], step: int) -> FeedbackResult:
+        """The one normalisation path: raw -> normalised (or the floor) -> selector update."""
+        given, raws = [], []
+        for arm, context, value, propensity in credits:
+            if value is None:
+                fb = self.bandit.update_floor(arm, context)
+            else:
+                raws.append(value)
+                fb = self.bandit.update(arm, context, value)
+            given.append(fb)
+            if self.decisions is not None:  # for off-policy evaluation (laser-ope)
+                name = self.arms.names[arm]
+                self.decisions.write(step, context, name, arm, propensity, fb)
+        return FeedbackResult(given, raws)
+
+    # --------------------------------------------------------------------- after a step
+    def record(self, decision: Decision, scores: Scores) -> dict[str, float]:
+        """Count the picks, quarantine failing RMs; the step's routing metrics."""
+        metrics: dict[str, float] = {"bandit/propensity": decision.mean_propensity}
+        for arm, prompts in decision.prompts.items():
+            name = decision.names[arm]
+            self.arms.picks[name] += len(prompts)
+            values = scores.rewards[decision.samples[arm]]
+            metrics[f"reward/{name}/mean"] = float(values.mean())
+            metrics[f"reward/{name}/std"] = float(values.std(unbiased=False))
+        if len(decision.prompts) == 1:
+            metrics["bandit/arm"] = float(next(iter(decision.prompts)))
+        total = sum(self.arms.picks.values())
+        for name in self.arms.rms:
+            metrics[f"bandit/arm_frac/{name}"] = self.arms.picks[name] / total
+        self.arms.quarantine_failing(self.selector, self.dist)  # arm indices change here
+        return metrics
+
+    # --------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **self.arms.state_dict(),
+            "selector": self.selector.state_dict(),
+            "normalizer": self.normalizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.selector.load_state_dict(state["selector"])
+        self.normalizer.load_state_dict(state["normalizer"])
+        self.arms.load_state_dict(state, self.selector)
