@@ -13,11 +13,25 @@ turns it back) and a list where they saved a tuple. Python ints of any size up t
 (numpy PCG64 states hold 128-bit ints) survive ``weights_only`` as they are; larger ones need
 pickle's LONG4 opcode, which the weights-only unpickler rejects, so they are stored as hex
 strings under ``_BIG_INT`` and ``from_safe`` (called by ``load_checkpoint``) decodes them.
+
+Integrity: the payload carries ``sha256``, a digest of the step and of every value of the
+state (tensor dtype, shape and bytes; keys; scalars), checked on load. It is embedded rather
+than a ``.sha256`` sidecar file: one file is renamed into place atomically, so no crash can
+pair a checkpoint with another one's checksum, and a checkpoint copied or passed alone
+(``resume=<file>``) keeps it. It covers what loading yields, so any flipped byte that would
+alter a value is caught, while torch's zip reader, which skips its CRCs, let them through.
+Checkpoints from before the digest load with a warning rather than being refused: refusing
+would strand every run saved so far, and they get the other checks below all the same.
+A state with NaN/inf in a floating tensor is refused on save (the run diverged; saving it
+would prune the last good checkpoints) and on load, naming the key path of the first one.
+A write that fails on a full disk raises ``OSError`` with its errno, message and the
+checkpoint's path, not torch's "unexpected pos" with ENOSPC buried in the chain.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -138,18 +152,33 @@ def save_checkpoint(directory: str | Path, step: int, state: dict, keep: int = 2
     if keep < 1 or step < 0:
         raise ValueError(f"need keep >= 1 and step >= 0, got keep={keep}, step={step}")
     directory = Path(directory)
+    safe = to_safe(state)
+    bad = _first_non_finite(safe)
+    if bad is not None:
+        raise ValueError(
+            f"refusing to checkpoint step {step}: non-finite values (NaN/inf) in {bad}; "
+            f"the run diverged, the existing checkpoints in {directory} are kept"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_files(directory)
-    payload = {_FORMAT: 1, "step": step, "state": to_safe(state)}
+    payload = {_FORMAT: 1, "step": step, "state": safe, "sha256": _state_digest(step, safe)}
     final = directory / f"ckpt-{step:08d}.pt"
     fd, tmp_name = tempfile.mkstemp(
         dir=directory, prefix=f"{_TMP_PREFIX}{step:08d}-", suffix=_TMP_SUFFIX
     )
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except Exception as exc:
+            root = _root_os_error(exc)
+            if root is None:
+                raise
+            raise OSError(
+                root.errno, f"{root.strerror} while writing checkpoint {final}", tmp_name
+            ) from exc
         os.replace(tmp_name, final)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -158,6 +187,67 @@ def save_checkpoint(directory: str | Path, step: int, state: dict, keep: int = 2
     _fsync_directory(directory)  # makes the rename itself durable across power loss
     _prune(directory, final, keep)
     return final
+
+
+def _root_os_error(exc: BaseException) -> OSError | None:
+    """The OSError at the bottom of ``exc``'s chain (torch wraps a failed write of the file
+    object in RuntimeError "unexpected pos ..."), or None when there is none."""
+    found, seen = None, set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno is not None:
+            found = exc
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+def _state_digest(step: int, state: Any) -> str:
+    """sha256 over the step and every value of a ``to_safe`` state, in order: keys, scalar
+    reprs (exact for floats), tensor dtype + shape + bytes. What ``torch.load`` returns for a
+    saved state hashes the same, so any change to a loaded value changes the digest."""
+    digest = hashlib.sha256(f"laser-state-v1 step={int(step)}".encode())
+    _hash_into(digest, state)
+    return digest.hexdigest()
+
+
+def _hash_into(digest: Any, obj: Any) -> None:
+    if isinstance(obj, dict):
+        digest.update(f"{{{len(obj)}".encode())
+        for key, value in obj.items():
+            _hash_into(digest, key)
+            _hash_into(digest, value)
+    elif isinstance(obj, list):
+        digest.update(f"[{len(obj)}".encode())
+        for value in obj:
+            _hash_into(digest, value)
+    elif isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        t = t.to_dense() if t.layout != torch.strided else t
+        t = t.resolve_conj().resolve_neg().cpu().contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():  # raw bytes, whatever the dtype (bfloat16 has no numpy twin)
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, bytes):
+        digest.update(f"b{len(obj)}:".encode() + obj)
+    else:  # str, int, float, bool, None, complex, torch.dtype, torch.device
+        text = f"{type(obj).__name__}:{obj!r}".encode()
+        digest.update(f"s{len(text)}:".encode() + text)
+
+
+def _first_non_finite(obj: Any, where: str = "state") -> str | None:
+    """Key path of the first floating/complex tensor holding NaN or inf, else None."""
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, list):
+        items = enumerate(obj)
+    else:
+        is_float = isinstance(obj, torch.Tensor) and (obj.is_floating_point() or obj.is_complex())
+        return where if is_float and not bool(torch.isfinite(obj.detach()).all()) else None
+    for key, value in items:
+        found = _first_non_finite(value, f"{where}[{key!r}]")
+        if found is not None:
+            return found
+    return None
 
 
 def _remove_stale_temp_files(directory: Path) -> None:
@@ -206,8 +296,11 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     """Load the state saved by ``save_checkpoint`` with ``weights_only=True``.
 
     Any failure raises ``CheckpointError`` (never partial state): a truncated zip archive fails
-    as a whole because its directory sits at the end of the file. ``map_location`` defaults to
-    CPU so a checkpoint written on a GPU machine loads anywhere; ``load_state_dict`` moves it.
+    as a whole because its directory sits at the end of the file; a state whose digest does
+    not match its ``sha256``, or holding NaN/inf in a floating tensor, is refused too (see the
+    module doc). A checkpoint saved before digests existed loads with a logged warning.
+    ``map_location`` defaults to CPU so a checkpoint written on a GPU machine loads anywhere;
+    ``load_state_dict`` moves it.
     """
     path = Path(path)
     try:
@@ -217,9 +310,25 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
         state = payload["state"]
         if not isinstance(state, dict):
             raise ValueError(f"state is a {type(state).__name__}, not a dict")
+        _check_integrity(path, payload)
         return from_safe(state)
     except Exception as e:
         raise CheckpointError(path, _describe(path, e), _previous_checkpoint(path)) from e
+
+
+def _check_integrity(path: Path, payload: dict) -> None:
+    """Raise ValueError when the digest does not match or a floating tensor is not finite."""
+    expected = payload.get("sha256")
+    if expected is None:
+        log.warning("checkpoint %s has no checksum (saved by an older LASER): not verified", path)
+    elif _state_digest(payload.get("step", -1), payload["state"]) != expected:
+        raise ValueError(
+            "contents do not match the checksum saved with them (the file was altered or "
+            "damaged after it was written)"
+        )
+    bad = _first_non_finite(payload["state"])
+    if bad is not None:
+        raise ValueError(f"non-finite values (NaN/inf) in {bad}")
 
 
 def _describe(path: Path, error: Exception) -> str:

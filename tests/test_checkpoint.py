@@ -215,3 +215,123 @@ def test_real_kill_9_mid_write_leaves_a_loadable_latest(tmp_path):
     assert state["step"] == int(latest.name[5:13]) and state["w"][-1] == 3_999_999
     save_checkpoint(tmp_path, state["step"] + 1, state)
     assert not list(tmp_path.glob(".ckpt-*.tmp"))
+
+
+# --- issue 17.5: checksums, non-finite weights, a full disk --------------------------------
+
+
+def test_flipped_bytes_in_the_weights_are_a_checkpoint_error(tmp_path):
+    """4 flipped bytes inside a tensor's data used to load silently with altered weights."""
+    previous = save_checkpoint(tmp_path, 1, {"w": torch.randn(1000)})
+    w = torch.randn(1000)
+    newest = save_checkpoint(tmp_path, 2, {"w": w})
+    data = bytearray(newest.read_bytes())
+    at = data.find(w.numpy().tobytes()[:64])
+    assert at > 0
+    data[at + 8 : at + 12] = bytes(b ^ 0xFF for b in data[at + 8 : at + 12])
+    newest.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum") as info:
+        load_checkpoint(newest)
+    assert info.value.path == newest and info.value.previous == previous
+    assert f"resume from {previous} instead" in str(info.value)
+
+
+def _legacy(path, state, step=3):
+    """A checkpoint as written before checksums: same format marker, no digest."""
+    torch.save({"laser_checkpoint": 1, "step": step, "state": state}, path)
+    return path
+
+
+def test_non_finite_weights_in_a_loaded_checkpoint_name_the_file_and_the_key(tmp_path):
+    previous = save_checkpoint(tmp_path, 1, {"w": torch.ones(2)})
+    w = torch.ones(4, dtype=torch.bfloat16)
+    w[2] = float("nan")
+    state = {"trainer": {"policy": {"h.0.w": torch.ones(3), "h.1.w": w}}, "rng": torch.ones(3)}
+    path = _legacy(tmp_path / "ckpt-00000003.pt", state)
+    with pytest.raises(CheckpointError, match="non-finite") as info:
+        load_checkpoint(path)
+    assert "state['trainer']['policy']['h.1.w']" in str(info.value)
+    assert info.value.path == path and info.value.previous == previous
+    # a checksum does not bless NaNs: valid digest, still refused
+    payload = {"laser_checkpoint": 1, "step": 4, "state": state}
+    payload["sha256"] = ckpt._state_digest(4, state)
+    torch.save(payload, tmp_path / "ckpt-00000004.pt")
+    with pytest.raises(CheckpointError, match=r"non-finite .*'h\.1\.w'"):
+        load_checkpoint(tmp_path / "ckpt-00000004.pt")
+
+
+def test_saving_non_finite_weights_is_refused_and_keeps_the_good_checkpoints(tmp_path):
+    """A diverged run must not prune its last good checkpoints by saving NaN ones."""
+    good = save_checkpoint(tmp_path, 1, {"w": torch.ones(2)}, keep=1)
+    with pytest.raises(ValueError, match=r"step 2: .*non-finite.*state\['opt'\]\[0\]"):
+        save_checkpoint(tmp_path, 2, {"opt": [torch.tensor([1.0, float("inf")])]}, keep=1)
+    assert list_checkpoints(tmp_path) == [good] and not list(tmp_path.glob(".ckpt-*"))
+
+
+def test_a_checkpoint_without_checksum_still_loads_with_a_warning(tmp_path, caplog):
+    path = _legacy(tmp_path / "ckpt-00000003.pt", {"w": torch.ones(2), "n": 5})
+    with caplog.at_level("WARNING", logger="laser.checkpoint"):
+        state = load_checkpoint(path)
+    assert torch.equal(state["w"], torch.ones(2)) and state["n"] == 5
+    assert "no checksum" in caplog.text and str(path) in caplog.text
+
+
+def test_digest_covers_every_value_not_only_tensors(tmp_path):
+    state = {"w": torch.arange(6.0).reshape(2, 3), "n": 5, "name": "ppo", "x": [1.5, None]}
+    digest = ckpt._state_digest(7, state)
+    assert digest == ckpt._state_digest(7, load_checkpoint(save_checkpoint(tmp_path, 7, state)))
+    for changed in (
+        {**state, "n": 6},
+        {**state, "name": "ppO"},
+        {**state, "w": torch.arange(6.0).reshape(3, 2)},  # same bytes, other shape
+        {**state, "w": torch.arange(6.0, dtype=torch.float64).reshape(2, 3)},
+        {**state, "x": [1.5]},
+    ):
+        assert ckpt._state_digest(7, changed) != digest
+    assert ckpt._state_digest(8, state) != digest
+
+
+@pytest.mark.parametrize("chained", ["cause", "context"])
+def test_disk_full_names_the_errno_and_the_checkpoint(tmp_path, monkeypatch, chained):
+    """torch reports ENOSPC as "unexpected pos 704 vs 598" with the OSError in its chain."""
+    import errno
+
+    previous = save_checkpoint(tmp_path, 1, {"w": torch.ones(2)})
+
+    def full_disk(obj, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        disk = OSError(errno.ENOSPC, "No space left on device")
+        opaque = "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+        if chained == "cause":
+            raise RuntimeError(opaque) from disk
+        try:
+            raise disk
+        except OSError:
+            raise RuntimeError(opaque)  # noqa: B904 (implicit context, as torch raises it)
+
+    monkeypatch.setattr(ckpt.torch, "save", full_disk)
+    with pytest.raises(OSError) as info:
+        save_checkpoint(tmp_path, 2, {"w": torch.zeros(2)})
+    err = info.value
+    assert err.errno == errno.ENOSPC and "No space left on device" in str(err)
+    assert str(tmp_path / "ckpt-00000002.pt") in str(err)
+    assert list_checkpoints(tmp_path) == [previous] and not list(tmp_path.glob(".ckpt-*"))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_real_full_device_surfaces_enospc(tmp_path, monkeypatch):
+    """The same through torch's real writer: the temp file's writes go to /dev/full."""
+    import errno
+
+    real_fdopen = os.fdopen
+
+    def to_dev_full(fd, mode="r", *args, **kwargs):
+        os.close(fd)
+        return real_fdopen(os.open("/dev/full", os.O_WRONLY), mode, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.os, "fdopen", to_dev_full)
+    with pytest.raises(OSError) as info:
+        save_checkpoint(tmp_path, 2, {"w": torch.zeros(1_000_000)})
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC and "ckpt-00000002.pt" in str(info.value)
+    assert "unexpected pos" not in str(info.value).split(":")[0]

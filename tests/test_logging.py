@@ -1,5 +1,6 @@
 """Loggers: run info first, metrics after; W&B offline by default without credentials."""
 
+import io
 import json
 import re
 from pathlib import Path
@@ -118,3 +119,104 @@ def test_wandb_disabled_mode_is_a_silent_no_op(no_wandb_credentials):
     logger.log_run_info({"seed": 1})
     logger.log({"a": 1.0}, step=0)
     logger.close()
+
+
+# --- resume: log files are cut back to the checkpoint step, never duplicated or wiped ---------
+
+
+def _records(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def _write_decisions(writer, steps):
+    for step in steps:
+        writer.write(step, [0.5, 1.0], "rm_a", 0, 0.5, 0.25)
+
+
+def test_decision_writer_resume_drops_rows_after_the_checkpoint_and_a_torn_line(tmp_path):
+    """Issue 17.1: kill -9 after step 13, resume from the step-10 checkpoint."""
+    from laser.logging import DecisionWriter
+
+    path = tmp_path / "decisions.jsonl"
+    _write_decisions(DecisionWriter(path), range(1, 14))
+    with path.open("a") as f:
+        f.write('{"step": 14, "context": [0.5')  # the kill landed mid-line
+    _write_decisions(DecisionWriter(path, resume_step=10), range(11, 14))
+    steps = [r["step"] for r in _records(path)]  # every line parses: nothing glued
+    assert steps == list(range(1, 14))  # steps 11-13 once, not twice
+    _write_decisions(DecisionWriter(path), [1])  # a new run starts empty
+    assert [r["step"] for r in _records(path)] == [1]
+
+
+def test_decision_writer_append_without_a_step_still_drops_a_torn_line(tmp_path):
+    from laser.logging import DecisionWriter
+
+    path = tmp_path / "decisions.jsonl"
+    _write_decisions(DecisionWriter(path), [1, 2])
+    with path.open("a") as f:
+        f.write('{"step": 3, "rm"')
+    _write_decisions(DecisionWriter(path, append=True), [3])
+    assert [r["step"] for r in _records(path)] == [1, 2, 3]
+
+
+def test_jsonl_logger_resume_keeps_metrics_up_to_the_checkpoint(tmp_path):
+    """Issue 17.2: resuming into the run directory used to reopen metrics.jsonl with 'w'."""
+    path = tmp_path / "metrics.jsonl"
+    logger = JsonlLogger(path)
+    logger.log_run_info({"seed": 1})
+    for step in range(1, 6):
+        logger.log({"policy/loss": float(step)}, step=step)
+    logger.close()
+    with path.open("a") as f:
+        f.write('{"step": 6, "policy/lo')
+    logger = JsonlLogger(path, resume_step=3)
+    logger.log_run_info({"seed": 1})
+    logger.log({"policy/loss": 4.5}, step=4)
+    logger.close()
+    records = _records(path)
+    assert records[0] == {"run_info": {"seed": 1}} and records[4] == {"run_info": {"seed": 1}}
+    assert [r.get("step") for r in records] == [None, 1, 2, 3, None, 4]
+    assert records[-1]["policy/loss"] == 4.5
+
+
+def test_truncate_jsonl_is_atomic_and_keeps_the_file_when_the_rewrite_fails(tmp_path, monkeypatch):
+    from laser import logging as laser_logging
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, 5)))
+    before = path.read_text()
+
+    def crash(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(laser_logging.os, "replace", crash)
+    with pytest.raises(OSError, match="No space left"):
+        laser_logging.truncate_jsonl(path, last_step=2)
+    assert path.read_text() == before  # the original survives a failed rewrite
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]  # no temp file left
+    monkeypatch.undo()
+    assert laser_logging.truncate_jsonl(path, last_step=2) == 2  # records dropped
+    assert [r["step"] for r in _records(path)] == [1, 2]
+
+
+def test_each_log_line_is_one_write_call(tmp_path, monkeypatch):
+    """A line longer than the text buffer is still written by one os.write, then flushed: a
+    crash leaves whole lines plus at most one torn tail, which resume drops."""
+    from laser import logging as laser_logging
+    from laser.logging import DecisionWriter
+
+    writes = []
+    real_write = laser_logging.os.write
+
+    def spy(fd, data):
+        writes.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(laser_logging.os, "write", spy)
+    logger = JsonlLogger(tmp_path / "m.jsonl")
+    logger.log({f"reward/rm{i}/mean": 0.125 for i in range(1000)}, step=1)  # ~25 kB
+    logger.close()
+    DecisionWriter(tmp_path / "d.jsonl").write(1, [0.1] * 5000, "rm", 0, 0.5, 1.0)
+    longer_than_a_buffer = [len(w) > 2 * io.DEFAULT_BUFFER_SIZE for w in writes]
+    assert len(writes) == 2 and all(longer_than_a_buffer) and writes[1].endswith(b"\n")
+    assert writes[0] == (tmp_path / "m.jsonl").read_bytes()

@@ -218,3 +218,72 @@ def test_eval_set_that_is_entirely_too_long_is_reported(char_tok):
         **dict(TRAIN, epochs=1),
     )
     assert metrics["eval_examples"] == 0 and "eval_accuracy" not in metrics
+
+
+# --- issue 17.7-8: columns are the union over rows; unreadable files are named -------------
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    "drop, line, expected",
+    [
+        ("prompt", 1, "missing 'prompt' in line(s) 1 (present in 3 other rows)"),
+        ("chosen", 1, "missing 'chosen' in line(s) 1"),  # was: no 'chosen' column at all
+        ("chosen", 3, "missing 'chosen' in line(s) 3"),  # was: non-string 'chosen' in row 2
+        ("prompt", 4, "missing 'prompt' in line(s) 4"),
+    ],
+)
+def test_a_row_missing_a_column_is_named_by_its_line(tmp_path, drop, line, expected):
+    rows = toy_preference_rows(4)
+    del rows[line - 1][drop]
+    with pytest.raises(ValueError) as info:
+        preference_pairs(_jsonl(tmp_path / "p.jsonl", rows))
+    assert str(tmp_path / "p.jsonl") in str(info.value) and expected in str(info.value)
+
+
+def test_margins_and_segment_prompts_missing_from_some_rows_are_errors(tmp_path):
+    rows = [dict(r, margin=1.0) for r in toy_preference_rows(3)]
+    del rows[0]["margin"]  # the whole column used to vanish: margins silently ignored
+    with pytest.raises(ValueError, match=r"missing 'margin' in line\(s\) 1\b"):
+        preference_pairs(_jsonl(tmp_path / "m.jsonl", rows))
+    segments = toy_segment_rows(3)
+    del segments[0]["prompt"]
+    with pytest.raises(ValueError, match=r"missing 'prompt' in row\(s\) 0 .*counted from 0"):
+        segment_examples(segments)
+    assert len(preference_pairs([{"chosen": "a", "rejected": "b"}])) == 1  # absent everywhere: ok
+
+
+def test_a_type_change_is_named_by_its_line(tmp_path):
+    rows = toy_preference_rows(4)
+    rows[2]["rejected"] = 7
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n\n" + "".join(json.dumps(r) + "\n" for r in rows))  # row 2 on line 5
+    with pytest.raises(ValueError, match=r"column 'rejected' in line 5 is number \(7\) but str"):
+        preference_pairs(path)
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("empty.csv", "", "empty file"),
+        ("header.csv", "prompt,chosen,rejected\n", "a header line but no data rows"),
+        ("bad.json", '[{"chosen": "a", "rejected": "b"},\n {"chosen": "a" "x": 1}]', "line 2"),
+        ("trunc.json", '{"chosen": ["a", "b"', "not valid JSON"),
+        ("empty.json", "  \n", "empty file"),
+        ("none.json", "[]", "no rows"),
+        ("list.json", '[{"chosen": "a"}, "b"]', "element 1 is a str, not an object"),
+        ("bad.parquet", "x", "cannot read"),
+    ],
+)
+def test_unreadable_files_name_the_file_and_the_problem(tmp_path, name, content, expected):
+    from laser.rewards.data import load_rows
+
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValueError) as info:
+        load_rows(path)
+    assert str(path) in str(info.value) and expected in str(info.value)

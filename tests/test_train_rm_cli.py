@@ -116,3 +116,37 @@ def test_jsonl_logger_starts_fresh_unless_resuming(tmp_path):
         logger.close()
         lines = (tmp_path / "m.jsonl").read_text().splitlines()
         assert len(lines) == expected and json.loads(lines[0])["rm_train/loss"] == "nan"
+
+
+def _config(train, **data):
+    from laser.rewards.config import RMDataConfig, TrainRMConfig
+
+    return TrainRMConfig(data=RMDataConfig(train=str(train), **data), output_dir="unused")
+
+
+def test_bad_rows_are_named_by_their_line_in_the_file_not_the_shuffled_split(tmp_path):
+    """Issue 17.6: a bad row on line 5 used to be reported by its position in the split."""
+    from laser.logging import NullLogger
+    from laser.rewards.run import run_train_rm
+
+    rows = toy_preference_rows(40, seed=0)
+    rows[3]["chosen"] = ""  # line 5: the file starts with a blank line
+    rows[30]["rejected"] = " "  # line 32
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("\n" + "".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError) as info:
+        run_train_rm(_config(path), NullLogger())
+    message = str(info.value)
+    assert str(path) in message
+    assert "empty 'chosen' in line(s) 5;" in message and "empty 'rejected' in line(s) 32" in message
+
+
+def test_a_column_missing_from_the_first_row_is_not_dropped_for_all(tmp_path):
+    """Issue 17.7: without 'prompt' on line 1, training ran with every prompt set to ''."""
+    from laser.rewards.run import split_data
+
+    rows = toy_preference_rows(20, seed=0)
+    del rows[0]["prompt"]
+    path = _write_jsonl(tmp_path / "prefs.jsonl", rows)
+    with pytest.raises(ValueError, match=r"prefs.jsonl: missing 'prompt' in line\(s\) 1\b"):
+        split_data(_config(path))

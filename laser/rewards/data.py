@@ -6,12 +6,16 @@ has ``segments`` (list of strings, concatenated = the completion) and ``scores``
 per segment), with an optional ``prompt``.
 
 Sources: a ``datasets.Dataset``, a list of dicts, a local ``.jsonl``/``.json``/``.parquet``/
-``.csv`` file, or a hub id (only when online). Every problem is reported with the row and the
-column it concerns.
+``.csv`` file, or a hub id (only when online). Every problem is reported with the file, the row
+and the column it concerns; rows are named as the source counts them (``RowOrigin``: JSONL
+lines from 1, other rows from 0). The columns are the union over all rows: a column some rows
+lack is reported for those rows, never filled with "" or dropped.
 """
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -43,8 +47,36 @@ class SegmentExample:
     scores: tuple[float, ...]
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
+@dataclass(frozen=True)
+class RowOrigin:
+    """How messages name the rows of a source. JSONL rows by their line in the file (counted
+    from 1, blank lines included), every other source by row index (counted from 0): CSV
+    fields may span lines and Parquet has none, so only JSONL has a reliable line number."""
+
+    name: str | None = None  # the file (or hub id); None for in-memory data
+    lines: tuple[int, ...] | None = None  # JSONL: the line of each row
+
+    def row(self, i: int) -> str:
+        return f"line {self.lines[i]}" if self.lines is not None else f"row {i}"
+
+    def rows(self, indices: list[int]) -> str:
+        if self.lines is not None:
+            return f"line(s) {_first([self.lines[i] for i in indices])}"
+        return f"row(s) {_first(indices)}"
+
+    def report(self, what: str, problems: dict[str, list[int]], notes: dict[str, str]) -> str:
+        """``bad {what} data in {file}: {problem} in line(s) 3, 9; ...``."""
+        where = f" in {self.name}" if self.name else ""
+        detail = "; ".join(
+            f"{p} in {self.rows(rows)}{notes.get(p, '')}" for p, rows in problems.items()
+        )
+        unit = "" if self.lines is not None else "; rows are counted from 0"
+        return f"bad {what} data{where}: {detail}{unit}"
+
+
+def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """The rows of a JSONL file and the line (from 1) each came from."""
+    rows, lines = [], []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -56,9 +88,28 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             if not isinstance(row, dict):
                 raise ValueError(f"{path}: line {lineno} is a {type(row).__name__}, not an object")
             rows.append(row)
+            lines.append(lineno)
     if not rows:
         raise ValueError(f"{path}: no rows")
+    return rows, lines
+
+
+def _read_json_array(path: Path) -> list[dict[str, Any]]:
+    """A ``.json`` file holding one array of objects, parsed here so its errors say where."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({_json_where(exc)})") from None
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: element {i} is a {type(row).__name__}, not an object")
+    if not rows:
+        raise ValueError(f"{path}: no rows (an empty array)")
     return rows
+
+
+def _json_where(exc: json.JSONDecodeError) -> str:
+    return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
 
 
 def _type_name(value: Any) -> str:
@@ -69,8 +120,13 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _from_list(rows: list[dict[str, Any]], origin: str) -> datasets.Dataset:
-    """Dataset.from_list, but a column whose type changes between rows is reported by row."""
+def _from_list(rows: list[dict[str, Any]], origin: RowOrigin) -> datasets.Dataset:
+    """Dataset.from_list over the union of the rows' keys (a key a row lacks becomes None;
+    from_list alone takes the first row's keys and drops the others' silently); a column
+    whose type changes between rows is reported by row."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    if any(len(row) != len(columns) for row in rows):
+        rows = [{c: row.get(c) for c in columns} for row in rows]
     try:
         return datasets.Dataset.from_list(rows)
     except Exception as exc:  # pyarrow's type errors name a value, not a row
@@ -82,47 +138,134 @@ def _from_list(rows: list[dict[str, Any]], origin: str) -> datasets.Dataset:
                 kind = first.setdefault(col, _type_name(value))
                 if _type_name(value) != kind:
                     raise ValueError(
-                        f"{origin}: column {col!r} in row {i} is {_type_name(value)} "
-                        f"({value!r}) but {kind} in earlier rows"
+                        f"{origin.name or 'data'}: column {col!r} in {origin.row(i)} is "
+                        f"{_type_name(value)} ({value!r}) but {kind} in earlier rows"
                     ) from exc
-        raise ValueError(f"{origin}: could not build a table from the rows: {exc}") from exc
+        raise ValueError(
+            f"{origin.name or 'data'}: could not build a table from the rows: {exc}"
+        ) from exc
 
 
 def load_rows(source: Any, split: str = "train", name: str | None = None) -> datasets.Dataset:
     """Load a data source (Dataset, list of dicts, local file, hub id with an optional
-    configuration ``name`` and ``split``) as a Dataset."""
+    configuration ``name`` and ``split``) as a Dataset. Columns are the union over the rows
+    (a row without one holds None); an unreadable, empty or header-only file is a ValueError
+    naming the file."""
+    return _load(source, split, name)[0]
+
+
+def _load(
+    source: Any, split: str = "train", name: str | None = None
+) -> tuple[datasets.Dataset, RowOrigin]:
     if isinstance(source, datasets.Dataset):
-        return source
+        return source, RowOrigin()
     if isinstance(source, list):
-        return _from_list(source, "data")
+        return _from_list(source, RowOrigin()), RowOrigin()
     path = Path(str(source)).expanduser()
     if path.exists():
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
-            return _from_list(_read_jsonl(path), str(path))
-        builders = {".json": "json", ".parquet": "parquet", ".csv": "csv"}
-        if suffix not in builders:
+            rows, lines = _read_jsonl(path)
+            origin = RowOrigin(str(path), tuple(lines))
+            return _from_list(rows, origin), origin
+        if suffix not in _BUILDERS:
             raise ValueError(
                 f"{path}: unsupported file type {suffix!r} (use .jsonl, .json, .parquet or .csv)"
             )
-        return datasets.load_dataset(builders[suffix], data_files=str(path), split="train")
+        origin = RowOrigin(str(path))
+        if suffix == ".json" and _first_char(path) == "[":
+            return _from_list(_read_json_array(path), origin), origin
+        return _load_file(path, suffix), origin
     if str(source).startswith((".", "/", "~")) or Path(str(source)).suffix:
         raise FileNotFoundError(f"data file not found: {path}")
     try:
-        return datasets.load_dataset(str(source), name, split=split)
+        return datasets.load_dataset(str(source), name, split=split), RowOrigin(str(source))
     except Exception as exc:  # offline, unknown id, gated...
         raise ValueError(
             f"could not load {source!r} as a local file or hub dataset: {exc}"
         ) from exc
 
 
+_BUILDERS = {".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def _first_char(path: Path) -> str:
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip()
+    return head[:1].decode("ascii", errors="replace")
+
+
+def _load_file(path: Path, suffix: str) -> datasets.Dataset:
+    """A .json/.csv/.parquet file through ``datasets``, its failures named by file and cause
+    (``datasets`` says "An error occurred while generating the dataset" and nothing more)."""
+    problem = _empty_or_header_only(path, suffix)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    try:
+        ds = datasets.load_dataset(_BUILDERS[suffix], data_files=str(path), split="train")
+    except Exception as exc:
+        detail = (_json_problem(path) if suffix == ".json" else None) or _innermost(exc)
+        raise ValueError(f"{path}: cannot read this {suffix} file: {detail}") from exc
+    if ds.num_rows == 0:
+        raise ValueError(f"{path}: no rows")
+    return ds
+
+
+def _empty_or_header_only(path: Path, suffix: str) -> str | None:
+    if path.stat().st_size == 0:
+        return "empty file"
+    if suffix == ".parquet":
+        return None
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            if suffix == ".json":
+                return "empty file (whitespace only)" if not f.read(1 << 16).strip() else None
+            records = (r for r in csv.reader(f) if any(cell.strip() for cell in r))
+            found = len(list(itertools.islice(records, 2)))
+    except (UnicodeDecodeError, csv.Error):
+        return None  # datasets reports these with its own words
+    return {0: "empty file (whitespace only)", 1: "a header line but no data rows"}.get(found)
+
+
+def _json_problem(path: Path) -> str | None:
+    """Where a .json file stops being JSON: one document, or JSON Lines (one per line)."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+        return None
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    except json.JSONDecodeError as whole:
+        if whole.msg != "Extra data":
+            return f"not valid JSON ({_json_where(whole)})"
+    with path.open(encoding="utf-8") as f:  # several documents: JSON Lines
+        for lineno, line in enumerate(f, 1):
+            try:
+                if line.strip():
+                    json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"line {lineno} is not valid JSON ({exc.msg})"
+    return None
+
+
+def _innermost(exc: BaseException) -> str:
+    while (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def check_columns(
-    ds: datasets.Dataset, required: tuple[str, ...], optional: tuple[str, ...], what: str
+    ds: datasets.Dataset,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    what: str,
+    source: str | None = None,
 ) -> None:
     missing = [c for c in required if c not in ds.column_names]
     if missing:
+        where = f"{source}: " if source else ""
         raise ValueError(
-            f"{what} data is missing column(s) {missing}: found {sorted(ds.column_names)}, "
+            f"{where}{what} data is missing column(s) {missing}: found {sorted(ds.column_names)}, "
             f"expected {list(required)} plus optional {list(optional)}"
         )
 
@@ -139,74 +282,118 @@ def _margin(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+class _Problems:
+    """Offending rows per problem, and for a column some rows lack, how many others have it."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.n_rows, self.rows, self.notes = n_rows, {}, {}
+
+    def add(self, what: str, i: int) -> None:
+        self.rows.setdefault(what, []).append(i)
+
+    def missing(self, col: str, i: int) -> None:
+        self.add(f"missing {col!r}", i)
+
+    def has(self, i: int) -> bool:
+        return any(rows and rows[-1] == i for rows in self.rows.values())
+
+    def raise_if_any(self, what: str, origin: RowOrigin) -> None:
+        if not self.rows:
+            return
+        for problem, rows in self.rows.items():
+            present = self.n_rows - len(rows)
+            if problem.startswith("missing ") and present:
+                self.notes[problem] = f" (present in {present} other rows)"
+        raise ValueError(origin.report(what, self.rows, self.notes))
+
+
 def preference_pairs(source: Any) -> list[PreferencePair]:
-    """Validated preference pairs. Empty or non-string texts and bad margins raise ValueError."""
-    ds = load_rows(source)
-    check_columns(ds, PREFERENCE_REQUIRED, PREFERENCE_OPTIONAL, "preference")
+    """Validated preference pairs. Empty or non-string texts, a column some rows lack (a
+    missing ``prompt`` is never read as "") and bad margins raise ValueError naming the rows
+    as the source counts them (``RowOrigin``)."""
+    return _preference_pairs(*_load(source))
+
+
+def _preference_pairs(ds: datasets.Dataset, origin: RowOrigin) -> list[PreferencePair]:
+    check_columns(ds, PREFERENCE_REQUIRED, PREFERENCE_OPTIONAL, "preference", origin.name)
     if ds.num_rows == 0:
-        raise ValueError("preference data has no rows")
+        raise ValueError(
+            f"preference data{f' in {origin.name}' if origin.name else ''} has no rows"
+        )
     has_prompt, has_margin = "prompt" in ds.column_names, "margin" in ds.column_names
-    pairs, problems = [], {}
+    texts = ("prompt", "chosen", "rejected") if has_prompt else ("chosen", "rejected")
+    pairs, problems = [], _Problems(ds.num_rows)
     for i, row in enumerate(ds):
-        prompt = row["prompt"] if has_prompt else ""
-        for col, value in (
-            ("prompt", prompt),
-            ("chosen", row["chosen"]),
-            ("rejected", row["rejected"]),
-        ):
-            if not isinstance(value, str):
-                problems.setdefault(f"non-string {col!r}", []).append(i)
+        for col in texts:
+            value = row[col]
+            if value is None:
+                problems.missing(col, i)
+            elif not isinstance(value, str):
+                problems.add(f"non-string {col!r}", i)
             elif col != "prompt" and not value.strip():
-                problems.setdefault(f"empty {col!r}", []).append(i)
+                problems.add(f"empty {col!r}", i)
         margin = _margin(row["margin"]) if has_margin else None
-        if has_margin and margin is None:
-            problems.setdefault("missing, non-numeric or non-finite 'margin'", []).append(i)
-        if not any(i in rows for rows in problems.values()):
-            pairs.append(
-                PreferencePair(
-                    prompt,
-                    row["chosen"],
-                    row["rejected"],
-                    None if margin is None else float(margin),
-                )
-            )
-    if problems:
-        detail = "; ".join(f"{what} in row(s) {_first(rows)}" for what, rows in problems.items())
-        raise ValueError(f"bad preference data: {detail}")
+        if has_margin and row["margin"] is None:
+            problems.missing("margin", i)
+        elif has_margin and margin is None:
+            problems.add("non-numeric or non-finite 'margin'", i)
+        if not problems.has(i):
+            prompt = row["prompt"] if has_prompt else ""
+            pairs.append(PreferencePair(prompt, row["chosen"], row["rejected"], margin))
+    problems.raise_if_any("preference", origin)
     return pairs
 
 
 def segment_examples(source: Any) -> list[SegmentExample]:
-    """Validated segment-regression examples (one finite target score per non-empty segment)."""
-    ds = load_rows(source)
-    check_columns(ds, SEGMENT_REQUIRED, SEGMENT_OPTIONAL, "segment")
+    """Validated segment-regression examples (one finite target score per non-empty segment),
+    problems named by row as for ``preference_pairs``."""
+    return _segment_examples(*_load(source))
+
+
+def _segment_examples(ds: datasets.Dataset, origin: RowOrigin) -> list[SegmentExample]:
+    check_columns(ds, SEGMENT_REQUIRED, SEGMENT_OPTIONAL, "segment", origin.name)
     has_prompt = "prompt" in ds.column_names
-    examples, problems = [], {}
+    examples, problems = [], _Problems(ds.num_rows)
     for i, row in enumerate(ds):
         segs, scores = row["segments"], row["scores"]
         prompt = row["prompt"] if has_prompt else ""
-        if (
+        missing = [
+            c for c, v in (("segments", segs), ("scores", scores), ("prompt", prompt)) if v is None
+        ]
+        if missing:
+            for col in missing:
+                problems.missing(col, i)
+        elif (
             not isinstance(segs, list)
             or not segs
             or not all(isinstance(s, str) and s for s in segs)
         ):
-            problems.setdefault("'segments' not a non-empty list of non-empty strings", []).append(
-                i
-            )
+            problems.add("'segments' not a non-empty list of non-empty strings", i)
         elif not isinstance(scores, list) or len(scores) != len(segs):
-            problems.setdefault("'scores' length differs from 'segments'", []).append(i)
+            problems.add("'scores' length differs from 'segments'", i)
         elif not all(isinstance(s, (int, float)) and math.isfinite(s) for s in scores):
-            problems.setdefault("non-finite 'scores'", []).append(i)
+            problems.add("non-finite 'scores'", i)
         elif not isinstance(prompt, str):
-            problems.setdefault("non-string 'prompt'", []).append(i)
+            problems.add("non-string 'prompt'", i)
         else:
             examples.append(SegmentExample(prompt, tuple(segs), tuple(float(s) for s in scores)))
-    if problems:
-        detail = "; ".join(f"{what} in row(s) {_first(rows)}" for what, rows in problems.items())
-        raise ValueError(f"bad segment data: {detail}")
+    problems.raise_if_any("segment", origin)
     if not examples:
-        raise ValueError("segment data has no rows")
+        raise ValueError(f"segment data{f' in {origin.name}' if origin.name else ''} has no rows")
     return examples
+
+
+_VALIDATE = {"preference": _preference_pairs, "segment": _segment_examples}
+
+
+def load_checked(source: Any, kind: str) -> datasets.Dataset:
+    """Load ``source`` and validate every row as ``kind`` ("preference" or "segment") data.
+
+    Call it before splitting or shuffling: problems are then named by the source's own rows
+    (JSONL lines), not by positions in a shuffled split."""
+    ds, origin = _load(source)
+    _VALIDATE[kind](ds, origin)
+    return ds
 
 
 def format_text(

@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from laser.models import char_tokenizer, tiny_gpt2_config
 from laser.rewards.config import TrainRMConfig
-from laser.rewards.data import load_rows
+from laser.rewards.data import load_checked, load_rows
 from laser.rewards.hf import reward_model_from_causal_lm
 from laser.rewards.train import train_reward_model
 
@@ -47,11 +47,20 @@ def build_model(cfg: TrainRMConfig) -> tuple[Any, Any]:
     return AutoModelForSequenceClassification.from_pretrained(str(path)), tok
 
 
+# which rows each loss reads; a loss not listed here is reported by train_reward_model
+_DATA_KIND = {"bradley_terry": "preference", "segment_regression": "segment"}
+
+
 def split_data(cfg: TrainRMConfig) -> tuple[Any, Any]:
-    """(train, eval) datasets: the configured eval file, or a seeded hold-out of train."""
-    train = load_rows(cfg.data.train)
+    """(train, eval) datasets: the configured eval file, or a seeded hold-out of train.
+
+    Every row is validated before the shuffle, so a bad row is named by its line in the file,
+    not by its position in the shuffled split (training validates the splits again: cheap).
+    """
+    kind = _DATA_KIND.get(cfg.loss)
+    train = _load(cfg.data.train, kind)
     if cfg.data.eval is not None:
-        return train, load_rows(cfg.data.eval)
+        return train, _load(cfg.data.eval, kind)
     if not 0.0 < cfg.data.eval_fraction < 1.0:
         raise ValueError(f"data.eval_fraction must be in (0, 1), got {cfg.data.eval_fraction}")
     order = list(range(train.num_rows))
@@ -60,6 +69,10 @@ def split_data(cfg: TrainRMConfig) -> tuple[Any, Any]:
     if n_eval >= len(order):
         raise ValueError(f"{len(order)} rows are too few to hold out an eval split")
     return train.select(order[n_eval:]), train.select(order[:n_eval])
+
+
+def _load(source: Any, kind: str | None) -> Any:
+    return load_checked(source, kind) if kind else load_rows(source)
 
 
 def run_train_rm(cfg: TrainRMConfig, logger: Any) -> dict[str, float]:
