@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from laser.bandits.baselines import arm_by_name
-from laser.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from laser.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint, save_checkpoint
 from laser.config import TARGETS, TrainConfig
 from laser.distributed import Distributed
 from laser.evaluation import Evaluator
@@ -82,13 +83,19 @@ def policy_device(device: str, dist: Distributed) -> torch.device:
 class RunCheckpointer:
     """Writes the loop's state to ``<directory>/ckpt-*.pt`` (atomic, last ``keep`` kept)."""
 
-    def __init__(self, directory: str | Path, pool_description: dict[str, str], keep: int = 2):
+    def __init__(
+        self,
+        directory: str | Path,
+        pool_description: dict[str, str],
+        keep: int = 2,
+        config: dict[str, Any] | None = None,
+    ):
         self.directory, self.keep = Path(directory), keep
-        self.pool_description = pool_description
+        self.pool_description, self.config = pool_description, config or {}
 
     def save(self, loop: Orchestrator) -> Path | None:
         """Every rank gathers the state (it holds collectives); rank 0 alone writes it."""
-        state = {**loop.state_dict(), "pool": self.pool_description}
+        state = {**loop.state_dict(), "pool": self.pool_description, "config": self.config}
         if not loop.dist.is_main:
             return None
         return save_checkpoint(self.directory, loop.step_count, state, keep=self.keep)
@@ -135,15 +142,16 @@ def check_feedback(cfg: DictConfig, config: TrainConfig) -> None:
 
 
 def build_selector(node: DictConfig, names: list[str], **provided: Callable[[], Any]):
-    """The selector over the RMs ``names``; a fixed arm may be given by RM name."""
+    """The selector over the RMs ``names``; a fixed arm may be given by RM name. A value the
+    selector rejects (or does not take) is an error naming the key and the selector."""
     if isinstance(node.get("arm"), str):
         node = copy.deepcopy(node)
         node.arm = arm_by_name(node.arm, names, "in the pool")
-    return instantiate_filled(node, "bandit", num_arms=lambda: len(names), **provided)
-
-
-def build_logger(node: Any):
-    return instantiate(node)
+    try:
+        return instantiate_filled(node, "bandit", num_arms=lambda: len(names), **provided)
+    except (InstantiationException, TypeError, ValueError) as exc:
+        cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc
+        raise ValueError(f"bandit={node._target_.rsplit('.', 1)[-1]}: {cause}") from exc
 
 
 def best_rm_per_domain(world, names: list[str], domains: list[str]) -> list[str]:
@@ -164,6 +172,123 @@ def oracle_routes(world, names: list[str], featurizer) -> list[int]:
     return [names.index(n) for n in best_rm_per_domain(world, names, domains)]
 
 
+def planned_rm_names(config: TrainConfig) -> list[str]:
+    """The pool's arm names as the config declares them (no world needed)."""
+    if config.pool == "ensemble":
+        return [f"{config.ensemble}_ensemble"]
+    if config.external is not None:
+        return list(config.external.reward_models)
+    return list(config.world.reward_models)
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """Every config value checked before any world is built or model loaded: the typed keys
+    (types, unknown keys, ranges), the feedback against the update rule, and the selector,
+    the normaliser and the featurizer's sizes, built once on placeholder sizes."""
+    config = typed(cfg)
+    check_feedback(cfg, config)
+    if config.pool == "ensemble" and config.ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {config.ensemble!r}")
+    projection = cfg.features.get("projection_dim")
+    if projection is not None and not (isinstance(projection, int) and projection >= 1):
+        raise ValueError(f"features.projection_dim must be an integer >= 1, got {projection!r}")
+    dim = projection or 4
+    build_selector(  # the real sizes come later; this only checks the values
+        cfg.bandit, planned_rm_names(config), dim=lambda: dim, routes=lambda: [0] * dim
+    )
+    instantiate(cfg.feedback.normalizer)
+    signal, probe_size = cfg.feedback.signal, cfg.feedback.get("probe_size")
+    if "probe" in signal.keys() and OmegaConf.is_missing(signal, "probe"):  # a probe signal
+        if not (isinstance(probe_size, int) and probe_size >= 1):
+            raise ValueError(f"feedback.probe_size must be an integer >= 1, got {probe_size!r}")
+    return config
+
+
+# values a resumed run may change: how long, how often to evaluate and save, where to log and
+# place models, and the pool (RMs may join or leave on resume); everything else gives the
+# saved statistics their meaning and must match
+RESUMABLE = (
+    "loop.steps",
+    "loop.eval_every",
+    "loop.eval_size",
+    "loop.eval_max_new_tokens",
+    "loop.checkpoint_every",
+    "loop.log_decisions",
+    "logger",
+    "progress",
+    "output_dir",
+    "resume",
+    "cache_dir",
+    "keep_checkpoints",
+    "device",
+    "rm_device",
+    "rm_offload",
+    "world.reward_models",
+    "external.reward_models",
+)
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config as flat ``key: value`` pairs, minus what may change on resume."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    for key in ("output_dir", "logger", "resume"):  # hold run-time interpolations
+        raw.pop(key, None)
+    flat = _flat(OmegaConf.to_container(OmegaConf.create(raw), resolve=True))
+    return {
+        k: v for k, v in flat.items() if not any(k == r or k.startswith(r + ".") for r in RESUMABLE)
+    }
+
+
+def check_fingerprint(saved: dict[str, Any] | None, now: dict[str, Any], path: Path) -> None:
+    """A resumed run must mean what the checkpoint meant: name every key that changed."""
+    if saved is None:
+        print(f"warning: {path} records no config (an older checkpoint): not compared")
+        return
+    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+    if changed:
+        lines = "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:12])
+        more = f" (and {len(changed) - 12} more)" if len(changed) > 12 else ""
+        raise ValueError(
+            f"cannot resume from {path}: the config differs from the run's in {len(changed)} "
+            f"key(s): {lines}{more}. The saved bandit statistics and policy would be read with "
+            "another meaning; resume with the run's values or start a new run"
+        )
+
+
+def resume_point(config: TrainConfig) -> tuple[Path, int] | None:
+    """(checkpoint that ``resume`` will load, its step), read from its name; None: new run."""
+    if not config.resume:
+        return None
+    where = Path(config.resume)
+    path = where if where.is_file() else latest_checkpoint(where / "checkpoints")
+    if path is None:
+        raise FileNotFoundError(f"no checkpoint to resume from in {where / 'checkpoints'}")
+    return path, checkpoint_step(path)
+
+
+def run_dirs(config: TrainConfig) -> list[Path]:
+    """The directories a run writes into: its output dir and, when resuming from a run
+    directory, that one (checkpoints and decisions continue there)."""
+    dirs = [Path(config.output_dir).resolve()]
+    if config.resume and Path(config.resume).is_dir():
+        dirs.append(Path(config.resume).resolve())
+    return list(dict.fromkeys(dirs))
+
+
+def build_logger(node: Any, resume_step: int | None = None):
+    """The run's logger; ``resume_step``: cut its file back to the checkpoint's step."""
+    return instantiate(node, resume_step=resume_step)
+
+
 def load_world(config: TrainConfig):
     """(world, task): the built-in world (built or reused from the cache), or an external one
     (``external``: existing models and datasets)."""
@@ -176,8 +301,8 @@ def load_world(config: TrainConfig):
 
 def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     """Everything a run needs, restored from a checkpoint when ``resume`` is set."""
-    config = typed(cfg)
-    check_feedback(cfg, config)
+    config = validate(cfg)
+    point = resume_point(config)  # before any work: a resume without a checkpoint fails here
     dist = Distributed()
     if not dist.is_main:  # rank 0 alone logs (and writes checkpoints and decisions)
         logger = NullLogger()
@@ -222,8 +347,9 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
         config.resume if config.resume and Path(config.resume).is_dir() else config.output_dir
     )
     decisions = None
-    if config.loop.log_decisions and dist.is_main:
-        decisions = DecisionWriter(run_dir / "decisions.jsonl", append=bool(config.resume))
+    if config.loop.log_decisions and dist.is_main:  # cut back to the checkpoint on resume
+        resume_step = point[1] if point else None
+        decisions = DecisionWriter(run_dir / "decisions.jsonl", resume_step=resume_step)
     router = Router(
         pool,
         selector,
@@ -245,20 +371,21 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
         logger=logger,
         config=config.loop,
         checkpointer=RunCheckpointer(
-            run_dir / "checkpoints", world.reward_model_sources(), config.keep_checkpoints
+            run_dir / "checkpoints",
+            world.reward_model_sources(),
+            config.keep_checkpoints,
+            fingerprint(cfg),
         ),
         dist=dist,
     )
-    if config.resume:
-        resume(loop, Path(config.resume))
+    if point is not None:
+        resume(loop, point[0], fingerprint(cfg))
     return loop
 
 
-def resume(loop: Orchestrator, where: Path) -> Path:
-    """Load the newest checkpoint of a run directory (or the given checkpoint file)."""
-    path = where if where.is_file() else latest_checkpoint(where / "checkpoints")
-    if path is None:
-        raise FileNotFoundError(f"no checkpoint to resume from in {where / 'checkpoints'}")
-    loop.load_state_dict(load_checkpoint(path))
+def resume(loop: Orchestrator, path: Path, config: dict[str, Any]) -> None:
+    """Load a checkpoint into ``loop`` after checking it was saved under the same config."""
+    state = load_checkpoint(path)
+    check_fingerprint(state.get("config"), config, path)
+    loop.load_state_dict(state)
     print(f"resumed from {path} at step {loop.step_count}")
-    return path

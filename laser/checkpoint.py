@@ -142,6 +142,12 @@ def _step_of(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The step a checkpoint was saved at: from its ``ckpt-<step>.pt`` name, else its content."""
+    step = _step_of(Path(path))
+    return step if step is not None else int(load_checkpoint(path)["step"])
+
+
 def save_checkpoint(directory: str | Path, step: int, state: dict, keep: int = 2) -> Path:
     """Atomically write ``ckpt-{step:08d}.pt``, then keep only the newest ``keep`` checkpoints.
 

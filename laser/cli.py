@@ -77,20 +77,40 @@ def prepare(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def train(cfg: DictConfig) -> None:
-    """One LASER run (or baseline) on the built-in world; resumable with resume=<run dir>."""
-    from laser.build import build_logger, build_loop
+    """One LASER run (or baseline); resumable with resume=<run dir>. Every config value is
+    checked before any world is built; the run directories are locked against a second
+    process; Ctrl-C / SIGTERM finish the step, checkpoint and exit with 130."""
+    from contextlib import ExitStack
+
+    from laser.build import build_logger, build_loop, resume_point, run_dirs, validate
     from laser.distributed import Distributed, init_from_env
+    from laser.interrupt import GracefulStop
     from laser.logging import NullLogger, run_metadata
+    from laser.orchestrator import RunInterrupted
+    from laser.runlock import RunLock
 
     init_from_env()  # torchrun / accelerate launch: one process per rank
     main = Distributed().is_main
-    logger = build_logger(cfg.logger) if main else NullLogger()  # rank 0 alone logs
-    logger.log_run_info(run_metadata(OmegaConf.to_container(cfg, resolve=True), cfg.loop.seed))
-    try:
+    config = validate(cfg)
+    point = resume_point(config)
+    with ExitStack() as stack:
+        for directory in run_dirs(config) if main else []:  # rank 0 writes for everyone
+            stack.enter_context(RunLock(directory))
+        resume_step = point[1] if point else None  # logs are cut back to the checkpoint
+        logger = build_logger(cfg.logger, resume_step=resume_step) if main else NullLogger()
+        stack.callback(logger.close)
+        logger.log_run_info(run_metadata(OmegaConf.to_container(cfg, resolve=True), cfg.loop.seed))
+        stop = stack.enter_context(GracefulStop())
         loop = build_loop(cfg, logger)
-        final = loop.run(progress=cfg.progress and main)
-    finally:
-        logger.close()
+        try:
+            final = loop.run(progress=cfg.progress and main, stop=stop)
+        except RunInterrupted as exc:
+            print(
+                f"{exc}; continue with resume={exc.checkpoint.parent.parent}"
+                if exc.checkpoint
+                else str(exc)
+            )
+            raise SystemExit(130) from None
     cost = loop.global_rm_cost()  # a collective: every rank takes part
     picks = ", ".join(f"{k}: {v}" for k, v in sorted(loop.router.arms.picks.items()))
     if main:

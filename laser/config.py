@@ -9,6 +9,7 @@ unknown key fails when the config is composed, before any work. ``bandit``, ``fe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +44,19 @@ class LoopConfig:
             "batch_size",
             "samples_per_prompt",
             "max_new_tokens",
+            "eval_size",
             "eval_max_new_tokens",
             "quarantine_after",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"loop.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loop.{name} must be >= 0 (0: at the end only)")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(
+                f"loop.temperature must be a finite number > 0, got {self.temperature}"
+            )
 
 
 @dataclass
@@ -76,6 +85,12 @@ class TrainConfig:
     features: Any = None
     feedback: Any = None
     logger: Any = None
+
+    def __post_init__(self) -> None:
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        if self.pool not in ("individual", "ensemble"):
+            raise ValueError(f"pool must be 'individual' or 'ensemble', got {self.pool!r}")
 
 
 TARGETS = ("bandit", "features", "feedback", "logger")

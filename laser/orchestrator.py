@@ -43,6 +43,15 @@ class StepRecord:
     evaluation: EvalResult | None = field(default=None)
 
 
+class RunInterrupted(RuntimeError):
+    """``run(stop=...)`` was asked to stop: the last finished step is checkpointed."""
+
+    def __init__(self, step: int, checkpoint: Any) -> None:
+        self.step, self.checkpoint = step, checkpoint
+        saved = f"checkpoint {checkpoint}" if checkpoint else "no checkpointer: nothing saved"
+        super().__init__(f"stopped after step {step}; {saved}")
+
+
 class Checkpointer(Protocol):
     def save(self, loop: Orchestrator) -> Any: ...
 
@@ -140,10 +149,14 @@ class Orchestrator:
 
     # ------------------------------------------------------------------------ run
     def run(
-        self, progress: bool = True, on_step: Callable[[StepRecord], Any] | None = None
+        self,
+        progress: bool = True,
+        on_step: Callable[[StepRecord], Any] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> EvalResult:
         """Steps until ``config.steps``; ``on_step(record)`` runs after each step (and its
-        evaluation, if one was due). Returns the final evaluation."""
+        evaluation, if one was due). Returns the final evaluation. When ``stop()`` turns True
+        (on any rank) the run checkpoints the last finished step and raises RunInterrupted."""
         cfg = self.config
         bar = tqdm(total=cfg.steps, initial=self.step_count, desc="LASER", disable=not progress)
         record = None
@@ -160,6 +173,10 @@ class Orchestrator:
             if self.checkpointer and cfg.checkpoint_every:
                 if self.step_count % cfg.checkpoint_every == 0:
                     self.checkpointer.save(self)
+            if stop is not None and self.dist.sum(float(stop())) > 0:  # every rank agrees
+                bar.close()
+                saved = self.checkpointer.save(self) if self.checkpointer else None
+                raise RunInterrupted(self.step_count, saved)
         bar.close()
         final = record.evaluation if record and record.evaluation else self.evaluate()
         if self.checkpointer:

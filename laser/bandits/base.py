@@ -56,8 +56,15 @@ def check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _number(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    value = float(value)
+    value = _number(name, value)
     ok = value >= 0 if allow_zero else value > 0
     if not math.isfinite(value) or not ok:
         bound = ">= 0" if allow_zero else "> 0"
@@ -66,7 +73,7 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
 
 
 def check_unit_interval(name: str, value: float, *, low_open: bool = False) -> float:
-    value = float(value)
+    value = _number(name, value)
     ok = (0.0 < value <= 1.0) if low_open else (0.0 <= value <= 1.0)
     if not ok:
         interval = "(0, 1]" if low_open else "[0, 1]"

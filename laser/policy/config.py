@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 ALGOS = ("ppo", "a2c", "dpo")
@@ -67,6 +68,10 @@ class PolicyConfig:
         for name in ("clip_coef", "vf_coef", "ent_coef", "kl_coef", "nll_coef", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"policy.{name} must be >= 0, got {getattr(self, name)!r}")
+        for f in fields(self):  # inf/NaN pass every comparison above in one direction or other
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"policy.{f.name} must be finite, got {value!r}")
 
     @classmethod
     def field_names(cls) -> list[str]:
