@@ -36,6 +36,7 @@ def train_overrides(cfg: DictConfig, method: str, seed: int, output_dir: str) ->
     if method not in cfg.methods:
         raise ValueError(f"method {method!r} is not in compare.methods {sorted(cfg.methods)}")
     return [
+        f"policy={cfg.algo}",
         *cfg.train,
         *cfg.methods[method],
         *cfg.extra,
@@ -63,20 +64,27 @@ class Recorder:
 
 
 def method_kind(train_cfg: DictConfig) -> str:
-    """ensemble | fixed | oracle | selector: how the report groups and treats a method."""
-    if train_cfg.pool == "ensemble":
-        return "ensemble"
+    """ensemble | gold | fixed | oracle | selector: how the report groups and treats a method."""
+    if train_cfg.pool in ("ensemble", "gold"):
+        return str(train_cfg.pool)
     target = str(train_cfg.bandit._target_).rsplit(".", 1)[-1]
     return {"FixedArm": "fixed", "DomainRouter": "oracle"}.get(target, "selector")
 
 
 def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     """One (method, seed) run; returns and writes its summary."""
-    from laser.build import best_rm_per_domain, build_logger, build_loop, typed
+    from laser.build import best_rm_per_domain, build_logger, build_loop, check_feedback, typed
     from laser.world import prepare_world
 
     overrides = train_overrides(cfg, cfg.method, cfg.seed, output_dir)
     train_cfg = compose(config_name="train", overrides=overrides)
+    head = {"method": cfg.method, "algo": cfg.algo, "seed": int(cfg.seed)}
+    try:  # a feedback that carries nothing for this update: recorded, not run
+        check_feedback(train_cfg, typed(train_cfg))
+    except ValueError as exc:
+        summary = {**head, "refused": str(exc), "overrides": overrides}
+        (Path(output_dir) / SUMMARY).write_text(json.dumps(summary))
+        return summary
     world = prepare_world(typed(train_cfg).world, cfg.cache_dir, progress=False)  # cached
     logger = build_logger(train_cfg.logger)
     recorder = Recorder()
@@ -95,8 +103,7 @@ def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     arms = loop.router.arms
     pool = list(arms.names) + list(arms.quarantined)
     summary = {
-        "method": cfg.method,
-        "seed": int(cfg.seed),
+        **head,
         "steps": loop.step_count,
         "pool": pool,
         "domains": domains,
@@ -171,7 +178,7 @@ class CompareCallback(Callback):
         if self.bar is not None:
             self.bar.close()
         sweep_dir = Path(config.hydra.sweep.dir)
-        summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/*/{SUMMARY}"))]
+        summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.rglob(SUMMARY))]
         table = write_results(
             sweep_dir, summaries, reference=config.reference, warmup=config.warmup
         )

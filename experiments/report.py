@@ -13,18 +13,28 @@ import numpy as np
 from experiments.plots import plot_arm_selection, plot_curves, plot_rm_cost
 from experiments.stats import mcnemar_exact, paired_bootstrap
 
+TIER = 0.05  # an RM within this of the best held-out accuracy on a domain is "best tier"
 
-def routing_accuracy(summary: dict[str, Any], warmup: float) -> float | None:
+
+def routing_accuracy(summary: dict[str, Any], warmup: float, tier: float = 0.0) -> float | None:
     """Share of prompts, after the first ``warmup`` share of steps, sent to the RM with the best
-    held-out accuracy on their domain. None for an ensemble (every RM scores every prompt)."""
-    if summary["kind"] == "ensemble":
+    held-out accuracy on their domain (``tier`` > 0: to any RM within ``tier`` of it). None for
+    an ensemble or the gold reward (no RM is chosen) and for runs without a world report."""
+    if summary["kind"] in ("ensemble", "gold"):
         return None
+    matrix = summary.get("rm_domain_accuracy") or {}
+    if tier > 0 and not matrix:
+        return None  # best tier needs the world's report
+    best = summary["best_rm"]
     first = math.ceil(warmup * len(summary["routes"]))
     right = total = 0
     for step in summary["routes"][first:]:
         for key, count in step.items():
             domain, rm = key.split("|", 1)
-            right += count * (rm == summary["best_rm"][domain])
+            good = rm == best[domain] or (
+                tier > 0 and matrix[rm][domain] >= matrix[best[domain]][domain] - tier
+            )
+            right += count * good
             total += count
     return right / total if total else None
 
@@ -51,6 +61,9 @@ def method_rows(summaries: list[dict], warmup: float) -> list[dict[str, Any]]:
         routing = [routing_accuracy(r, warmup) for r in runs]
         if all(v is not None for v in routing):
             row["routing_mean"], row["routing_std"] = _mean_std(routing)
+            tiered = [routing_accuracy(r, warmup, TIER) for r in runs]
+            if all(v is not None for v in tiered):
+                row["routing_tier_mean"], row["routing_tier_std"] = _mean_std(tiered)
         rows.append(row)
     return rows
 
@@ -98,23 +111,28 @@ def markdown(
         f"{summaries[0]['steps']} steps per run, {len(domains)} domains, K = {k} RMs).",
         "",
         "| method | kind | " + " | ".join(domains) + " | mean | RM forward samples | wall s "
-        f"| routing acc. (after {warmup:.0%}) |",
-        "|---|---|" + "---:|" * (len(domains) + 4),
+        f"| routing acc. (after {warmup:.0%}) | best-tier routing |",
+        "|---|---|" + "---:|" * (len(domains) + 5),
     ]
     for r in sorted(rows, key=lambda r: -r["acc_mean"]):
         name = f"**{r['method']}**" if r["method"] == reference else r["method"]
         cells = [_fmt(r[f"{d}_mean"], r[f"{d}_std"]) for d in domains]
         routing = _fmt(r["routing_mean"], r["routing_std"]) if "routing_mean" in r else "—"
+        tier = (
+            _fmt(r["routing_tier_mean"], r["routing_tier_std"]) if "routing_tier_mean" in r else "—"
+        )
         lines.append(
             f"| {name} | {r['kind']} | "
             + " | ".join(cells)
             + f" | {_fmt(r['acc_mean'], r['acc_std'])} "
-            f"| {r['rm_forward_samples']:,.0f} | {r['wall_s']:.1f} | {routing} |"
+            f"| {r['rm_forward_samples']:,.0f} | {r['wall_s']:.1f} | {routing} | {tier} |"
         )
     lines += [
         "",
         f"Routing accuracy: share of prompts sent to the RM with the best held-out pairwise "
-        f"accuracy on their domain; chance is 1/K = {1 / k:.2f}.",
+        f"accuracy on their domain; chance is 1/K = {1 / k:.2f}. Best-tier routing: to any RM "
+        f"within {TIER} of that best (two experts per domain are equally good in the default "
+        "world's report, so both count).",
         "",
         f"Paired comparisons of {reference} (same seeds, same eval prompts): difference in mean "
         "accuracy with a 95% bootstrap CI over eval prompts (stratified by seed and domain), the "
@@ -134,29 +152,60 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def eval_at_start(summaries: list[dict]) -> bool:
+    return all(s["curve"] and s["curve"][0]["step"] == 0 for s in summaries)
+
+
 def write_results(out: Path, summaries: list[dict], *, reference: str, warmup: float) -> str:
-    """results.csv, results.md, accuracy_curves.png, rm_cost.png, arm_selection_<m>.png."""
+    """results.csv, results.md, accuracy_curves.png, rm_cost.png, arm_selection_<m>.png; with
+    several update rules (``algo``) one table per rule and the plots suffixed ``_<algo>``.
+    Jobs refused at build time (a feedback that carries nothing for the update) are listed."""
     if not summaries:
         raise ValueError(f"no job summaries found under {out}: did every job fail?")
     out = Path(out)
-    rows = method_rows(summaries, warmup)
-    fields = list(dict.fromkeys(k for r in rows for k in r))
+    ran = [s for s in summaries if not s.get("refused")]
+    algos = list(dict.fromkeys(s.get("algo", "") for s in ran))
+    sections, csv_rows = [], []
+    for algo in algos:
+        part = [s for s in ran if s.get("algo", "") == algo]
+        suffix = f"_{algo}" if len(algos) > 1 else ""
+        rows = method_rows(part, warmup)
+        csv_rows += [{"algo": algo, **r} for r in rows]
+        methods = [r["method"] for r in rows]
+        comparisons = {}
+        if reference in methods:
+            for other in (m for m in methods if m != reference):
+                comparisons[other] = paired(part, reference, other)
+        heading = f"## Update rule: {algo}\n\n" if len(algos) > 1 else ""
+        goals = ""
+        if eval_at_start(part):
+            from experiments.goals import goals_markdown  # goals.py imports this module
+
+            goals = goals_markdown(part, reference, warmup)
+        goals = f"\nGoals (experiments/goals.py):\n\n{goals}" if goals else ""
+        sections.append(heading + markdown(rows, comparisons, reference, warmup, part) + goals)
+        plot_curves(part, out / f"accuracy_curves{suffix}.png", reference)
+        plot_rm_cost(part, out / f"rm_cost{suffix}.png", reference)
+        for r in rows:
+            if r["kind"] not in ("ensemble", "gold"):
+                name = f"arm_selection{suffix}_{r['method']}.png"
+                plot_arm_selection(part, r["method"], out / name)
+    refused = sorted(
+        {(s.get("algo", ""), s["method"], s["refused"]) for s in summaries if s.get("refused")}
+    )
+    if refused:
+        sections.append(
+            "Refused at build time (the feedback carries nothing for the update):\n\n"
+            + "\n".join(f"- {algo} / {method}: {why}" for algo, method, why in refused)
+            + "\n"
+        )
+    fields = list(dict.fromkeys(k for r in csv_rows for k in r))
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
-    methods = [r["method"] for r in rows]
-    comparisons = {}
-    if reference in methods:
-        for other in (m for m in methods if m != reference):
-            comparisons[other] = paired(summaries, reference, other)
-    table = markdown(rows, comparisons, reference, warmup, summaries)
+        writer.writerows(csv_rows)
+    table = "\n".join(sections)
     (out / "results.md").write_text(table)
-    plot_curves(summaries, out / "accuracy_curves.png", reference)
-    plot_rm_cost(summaries, out / "rm_cost.png", reference)
-    for r in rows:
-        if r["kind"] != "ensemble":
-            plot_arm_selection(summaries, r["method"], out / f"arm_selection_{r['method']}.png")
     return table
 
 
@@ -171,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", default="laser")
     parser.add_argument("--warmup", type=float, default=0.2)
     args = parser.parse_args(argv)
-    paths = sorted(args.sweep_dir.glob("*/*/summary.json"))
+    paths = sorted(args.sweep_dir.rglob("summary.json"))
     summaries = [json.loads(p.read_text()) for p in paths]
     print(write_results(args.sweep_dir, summaries, reference=args.reference, warmup=args.warmup))
 

@@ -18,9 +18,10 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from transformers.utils import logging as hf_logging
 
 from laser.bandits.baselines import arm_by_name
-from laser.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint, save_checkpoint
+from laser.checkpoint import save_checkpoint
 from laser.config import TARGETS, TrainConfig
 from laser.distributed import Distributed
 from laser.evaluation import Evaluator
@@ -29,7 +30,14 @@ from laser.feedback import task_checker
 from laser.logging import DecisionWriter, NullLogger
 from laser.orchestrator import Orchestrator
 from laser.policy import PolicyTrainer
-from laser.rewards import AgreementEnsemble, MeanEnsemble, MinEnsemble, UncertaintyEnsemble
+from laser.resume import fingerprint, resume, resume_point
+from laser.rewards import (
+    AgreementEnsemble,
+    FunctionReward,
+    MeanEnsemble,
+    MinEnsemble,
+    UncertaintyEnsemble,
+)
 from laser.routing import PerBatch, PerPrompt, Router
 from laser.world import prepare_world
 from laser.world.external import ExternalWorld
@@ -106,7 +114,11 @@ def rm_placement(cfg: TrainConfig) -> dict[str, Any]:
     return dict(max_length=cfg.world.max_length, device=cfg.rm_device, offload=cfg.rm_offload)
 
 
-def build_pool(cfg: TrainConfig, world) -> dict[str, Any]:
+def build_pool(cfg: TrainConfig, world, task) -> dict[str, Any]:
+    """One arm per RM, one arm holding the ensemble, or one arm that is the task's gold
+    checker (the ceiling: RL with the verifier as its reward)."""
+    if cfg.pool == "gold":
+        return {"gold": FunctionReward(task_checker(task), "gold")}
     rms = world.reward_models(**rm_placement(cfg))
     if cfg.pool == "individual":
         return rms
@@ -164,6 +176,16 @@ def best_rm_per_domain(world, names: list[str], domains: list[str]) -> list[str]
     return [max(names, key=lambda n: matrix[n][d]) for d in domains]
 
 
+def best_overall(world, names: list[str]) -> str:
+    """The RM with the best mean held-out pairwise accuracy over the world's domains: the one
+    a user would pick up front by its benchmark score (``bandit.arm=best``)."""
+    matrix = world.summary.get("rm_domain_accuracy") or {}
+    missing = [n for n in names if n not in matrix]
+    if missing:
+        raise ValueError(f"bandit.arm=best needs the world's report; it has no RM(s) {missing}")
+    return max(names, key=lambda n: sum(matrix[n].values()) / len(matrix[n]))
+
+
 def oracle_routes(world, names: list[str], featurizer) -> list[int]:
     """The oracle router's arm per domain (it reads the domain from its one-hot context)."""
     domains = getattr(featurizer, "domains", None)
@@ -176,6 +198,8 @@ def planned_rm_names(config: TrainConfig) -> list[str]:
     """The pool's arm names as the config declares them (no world needed)."""
     if config.pool == "ensemble":
         return [f"{config.ensemble}_ensemble"]
+    if config.pool == "gold":
+        return ["gold"]
     if config.external is not None:
         return list(config.external.reward_models)
     return list(config.world.reward_models)
@@ -192,9 +216,13 @@ def validate(cfg: DictConfig) -> TrainConfig:
     projection = cfg.features.get("projection_dim")
     if projection is not None and not (isinstance(projection, int) and projection >= 1):
         raise ValueError(f"features.projection_dim must be an integer >= 1, got {projection!r}")
-    dim = projection or 4
+    dim, names = projection or 4, planned_rm_names(config)
+    bandit = cfg.bandit
+    if bandit.get("arm") == "best":  # resolved from the world's report once it is built
+        bandit = copy.deepcopy(bandit)
+        bandit.arm = names[0]
     build_selector(  # the real sizes come later; this only checks the values
-        cfg.bandit, planned_rm_names(config), dim=lambda: dim, routes=lambda: [0] * dim
+        bandit, names, dim=lambda: dim, routes=lambda: [0] * dim
     )
     instantiate(cfg.feedback.normalizer)
     signal, probe_size = cfg.feedback.signal, cfg.feedback.get("probe_size")
@@ -202,86 +230,6 @@ def validate(cfg: DictConfig) -> TrainConfig:
         if not (isinstance(probe_size, int) and probe_size >= 1):
             raise ValueError(f"feedback.probe_size must be an integer >= 1, got {probe_size!r}")
     return config
-
-
-# values a resumed run may change: how long, how often to evaluate and save, where to log and
-# place models, and the pool (RMs may join or leave on resume); everything else gives the
-# saved statistics their meaning and must match
-RESUMABLE = (
-    "loop.steps",
-    "loop.eval_every",
-    "loop.eval_size",
-    "loop.eval_max_new_tokens",
-    "loop.checkpoint_every",
-    "loop.log_decisions",
-    "logger",
-    "progress",
-    "output_dir",
-    "resume",
-    "cache_dir",
-    "keep_checkpoints",
-    "device",
-    "rm_device",
-    "rm_offload",
-    "world.reward_models",
-    "external.reward_models",
-)
-
-
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
-
-
-def fingerprint(cfg: DictConfig) -> dict[str, Any]:
-    """The run's config as flat ``key: value`` pairs, minus what may change on resume."""
-    raw = OmegaConf.to_container(cfg, resolve=False)
-    for key in ("output_dir", "logger", "resume"):  # hold run-time interpolations
-        raw.pop(key, None)
-    flat = _flat(OmegaConf.to_container(OmegaConf.create(raw), resolve=True))
-    return {
-        k: v for k, v in flat.items() if not any(k == r or k.startswith(r + ".") for r in RESUMABLE)
-    }
-
-
-def check_fingerprint(saved: dict[str, Any] | None, now: dict[str, Any], path: Path) -> None:
-    """A resumed run must mean what the checkpoint meant: name every key that changed."""
-    if saved is None:
-        print(f"warning: {path} records no config (an older checkpoint): not compared")
-        return
-    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
-    if changed:
-        lines = "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:12])
-        more = f" (and {len(changed) - 12} more)" if len(changed) > 12 else ""
-        raise ValueError(
-            f"cannot resume from {path}: the config differs from the run's in {len(changed)} "
-            f"key(s): {lines}{more}. The saved bandit statistics and policy would be read with "
-            "another meaning; resume with the run's values or start a new run"
-        )
-
-
-def resume_point(config: TrainConfig) -> tuple[Path, int] | None:
-    """(checkpoint that ``resume`` will load, its step), read from its name; None: new run."""
-    if not config.resume:
-        return None
-    where = Path(config.resume)
-    path = where if where.is_file() else latest_checkpoint(where / "checkpoints")
-    if path is None:
-        raise FileNotFoundError(f"no checkpoint to resume from in {where / 'checkpoints'}")
-    return path, checkpoint_step(path)
-
-
-def run_dirs(config: TrainConfig) -> list[Path]:
-    """The directories a run writes into: its output dir and, when resuming from a run
-    directory, that one (checkpoints and decisions continue there)."""
-    dirs = [Path(config.output_dir).resolve()]
-    if config.resume and Path(config.resume).is_dir():
-        dirs.append(Path(config.resume).resolve())
-    return list(dict.fromkeys(dirs))
 
 
 def build_logger(node: Any, resume_step: int | None = None):
@@ -303,6 +251,8 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     """Everything a run needs, restored from a checkpoint when ``resume`` is set."""
     config = validate(cfg)
     point = resume_point(config)  # before any work: a resume without a checkpoint fails here
+    if not config.progress:  # quiet runs (sweeps) also skip transformers' per-load bars
+        hf_logging.disable_progress_bar()
     dist = Distributed()
     if not dist.is_main:  # rank 0 alone logs (and writes checkpoints and decisions)
         logger = NullLogger()
@@ -320,7 +270,7 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     seed = config.loop.seed
     torch.manual_seed(seed + dist.rank)
     trainer = PolicyTrainer(policy, copy.deepcopy(policy), tokenizer, config.policy, dist)
-    pool = build_pool(config, world)
+    pool = build_pool(config, world, task)
     domains = list(task.domains)
     featurizer = build_featurizer(
         cfg.features,
@@ -329,8 +279,12 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
         tokenizer=lambda: tokenizer,
         domains=lambda: domains,
     )
+    bandit = cfg.bandit
+    if bandit.get("arm") == "best":
+        bandit = copy.deepcopy(bandit)
+        bandit.arm = best_overall(world, list(pool))
     selector = build_selector(
-        cfg.bandit,
+        bandit,
         list(pool),
         dim=lambda: featurizer.dim,
         routes=lambda: oracle_routes(world, list(pool), featurizer),
@@ -342,6 +296,7 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
         tokenizer=lambda: tokenizer,
         task=lambda: task,
         checker=lambda: task_checker(task),
+        pool=lambda: pool,
     )
     run_dir = Path(
         config.resume if config.resume and Path(config.resume).is_dir() else config.output_dir
@@ -381,11 +336,3 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     if point is not None:
         resume(loop, point[0], fingerprint(cfg))
     return loop
-
-
-def resume(loop: Orchestrator, path: Path, config: dict[str, Any]) -> None:
-    """Load a checkpoint into ``loop`` after checking it was saved under the same config."""
-    state = load_checkpoint(path)
-    check_fingerprint(state.get("config"), config, path)
-    loop.load_state_dict(state)
-    print(f"resumed from {path} at step {loop.step_count}")

@@ -82,11 +82,12 @@ def train(cfg: DictConfig) -> None:
     process; Ctrl-C / SIGTERM finish the step, checkpoint and exit with 130."""
     from contextlib import ExitStack
 
-    from laser.build import build_logger, build_loop, resume_point, run_dirs, validate
+    from laser.build import build_logger, build_loop, validate
     from laser.distributed import Distributed, init_from_env
     from laser.interrupt import GracefulStop
     from laser.logging import NullLogger, run_metadata
     from laser.orchestrator import RunInterrupted
+    from laser.resume import resume_point, run_dirs
     from laser.runlock import RunLock
 
     init_from_env()  # torchrun / accelerate launch: one process per rank

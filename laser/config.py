@@ -22,16 +22,16 @@ from laser.world.external import ExternalConfig
 
 @dataclass
 class LoopConfig:
-    steps: int = 100
+    steps: int = 200
     batch_size: int = 8  # prompts per step
-    samples_per_prompt: int = 4
+    samples_per_prompt: int = 8
     max_new_tokens: int = 8
     temperature: float = 1.0
     selection: str = "prompt"  # prompt: an RM per prompt | batch: one RM per batch (LASeR)
-    eval_every: int = 20  # 0: only at the end
-    eval_size: int = 200
+    eval_every: int = 50  # 0: only at the end
+    eval_size: int = 300
     eval_max_new_tokens: int = 10  # greedy decoding length of the held-out evaluation
-    checkpoint_every: int = 20  # 0: only at the end
+    checkpoint_every: int = 50  # 0: only at the end
     quarantine_after: int = 3  # consecutive failures of an RM before it leaves the pool
     seed: int = 0
     log_decisions: bool = False  # write decisions.jsonl for off-policy evaluation (laser-ope)
@@ -66,7 +66,9 @@ class TrainConfig:
     external: ExternalConfig | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    pool: str = "individual"  # individual: one arm per RM | ensemble: one arm, all RMs
+    # individual: one arm per RM | ensemble: one arm, all RMs | gold: one arm, the task's
+    # gold checker as the reward (the ceiling of what RL can do in this world)
+    pool: str = "individual"
     ensemble: str = "mean"  # mean | min | mean_minus_std | agreement (pool=ensemble)
     cache_dir: str = ".cache/laser"
     output_dir: str = "outputs/run"
@@ -89,8 +91,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
-        if self.pool not in ("individual", "ensemble"):
-            raise ValueError(f"pool must be 'individual' or 'ensemble', got {self.pool!r}")
+        if self.pool not in ("individual", "ensemble", "gold"):
+            raise ValueError(f"pool must be individual, ensemble or gold, got {self.pool!r}")
 
 
 TARGETS = ("bandit", "features", "feedback", "logger")

@@ -24,6 +24,10 @@ several RMs, and a single batch-level number would credit every RM with the othe
 - ``GoldAgreement``: per prompt, how well the chosen RM's ranking of the prompt's samples
   agrees with a gold checker (pairwise accuracy on sample pairs of different gold score).
   Needs gold answers (or a verifier) for the TRAINING prompts; no extra pass.
+- ``MajorityAgreement``: per prompt, agreement of the chosen RM's ranking with the policy's own
+  majority answer (pseudo-gold from self-consistency). No gold, no extra pass.
+- ``ConsensusAgreement``: per audited prompt, agreement of the chosen RM's ranking with the
+  consensus of the pool's other RMs. No gold; the audits' RM passes are counted.
 - ``RewardGain``: change of the chosen RM's mean reward on a fixed held-out probe batch
   (greedy completions before vs after the update). Costs two probe generations and two RM
   passes per step, counted in the RM cost.
@@ -33,18 +37,21 @@ several RMs, and a single batch-level number would credit every RM with the othe
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from laser.evaluation import greedy_completions
 from laser.policy.config import PolicyConfig
 from laser.policy.stats import StepStats
-from laser.rewards.base import RewardModel, score_checked
-from laser.tasks.base import Example, Task, metadata_columns
+from laser.rewards.base import RewardModel, RewardModelError, score_checked
+from laser.tasks.base import Example, Task, first_answer, metadata_columns
 
 Feedback = float | dict[int, float] | None
 # the TRL reward-function signature: fn(prompts, completions, **columns) -> list[float]
@@ -95,6 +102,18 @@ class _Signal:
 
     def before(self, rm: RewardModel) -> Any:
         return None
+
+
+class NoFeedback(_Signal):
+    """Measures nothing and costs nothing: for selectors that do not learn (a fixed RM, random,
+    round-robin, the oracle router, an ensemble), so a baseline pays no feedback's RM passes."""
+
+    name = "none"
+
+    def after(
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
+    ) -> Feedback:
+        return {}  # no prompt carries a value: no selector update
 
 
 class NegLoss(_Signal):
@@ -191,6 +210,107 @@ class GoldAgreement(_Signal):
         gold = torch.zeros(len(batch.completions))
         gold[idx] = torch.as_tensor([float(v) for v in values])
         return pairwise_agreement(batch.rewards, gold, batch.prompt_samples())
+
+
+class MajorityAgreement(_Signal):
+    """Per prompt: how well the chosen RM's ranking of the prompt's samples agrees with the
+    policy's own majority answer, taken as pseudo-gold (self-consistency, Wang et al. 2022,
+    arXiv 2203.11171; majority-vote rewards, TTRL, Zuo et al. 2025, arXiv 2504.16084).
+
+    Needs no gold and no extra RM pass, only answers that can be compared (``extract``, e.g.
+    the first line of a completion). Prompts where no answer reaches ``min_share`` of the
+    samples, where every sample agrees, or whose majority answer is empty carry no
+    information and get no update. Its blind spot: where the policy is consistently wrong,
+    the RM that shares the policy's error looks right.
+    """
+
+    name = "majority_agreement"
+
+    def __init__(self, extract: Callable[[str], str] = first_answer, min_share: float = 0.5):
+        if not 0.0 < min_share <= 1.0:
+            raise ValueError(f"min_share must lie in (0, 1], got {min_share}")
+        self.extract, self.min_share = extract, min_share
+
+    def after(
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
+    ) -> Feedback:
+        pseudo = torch.zeros(len(batch.completions))
+        informative: dict[int, list[int]] = {}
+        for prompt, idx in batch.prompt_samples().items():
+            answers = [self.extract(batch.completions[i]) for i in idx]
+            top, count = Counter(answers).most_common(1)[0]
+            if not top or count == len(idx) or count < self.min_share * len(idx):
+                continue
+            pseudo[idx] = torch.tensor([float(a == top) for a in answers])
+            informative[prompt] = idx
+        return pairwise_agreement(batch.rewards, pseudo, informative)
+
+
+def group_zscores(values: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
+    """``values`` standardised within each group of sample indices (0 where a group is flat):
+    RMs of different scales become comparable per prompt."""
+    out = torch.zeros_like(values)
+    for idx in groups:
+        v = values[idx]
+        out[idx] = (v - v.mean()) / v.std(unbiased=False).clamp_min(1e-6)
+    return out
+
+
+def audited(prompt: str, share: float, seed: int) -> bool:
+    """A fixed pseudo-random ``share`` of prompts, by a hash of (seed, prompt): stateless, so
+    a resumed run audits the same prompts as an uninterrupted one."""
+    digest = hashlib.sha256(f"{seed}:{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+class ConsensusAgreement(_Signal):
+    """Per audited prompt: how well the chosen RM's ranking of the prompt's samples agrees
+    with the consensus of the OTHER RMs of the pool (the mean of their per-prompt z-scored
+    scores), on a fixed ``audit`` share of the prompts.
+
+    Unsupervised reliability from agreement (Dawid & Skene 1979; Platanios et al. 2014,
+    "Estimating accuracy from unlabeled data"): with conditionally independent errors the
+    expected agreement of RM k with the others rises with k's accuracy whenever the others
+    beat chance on average. The peers' forward passes are real RM cost, counted in
+    ``cost/rm_forward_samples`` (about ``audit * (K - 1)`` extra passes per sample). Its blind
+    spot: a bias most of the pool shares (Eisenstein et al. 2023, "Helping or herding?") wins.
+    """
+
+    name = "consensus_agreement"
+
+    def __init__(self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0):
+        if not 0.0 < audit <= 1.0:
+            raise ValueError(f"audit must lie in (0, 1], got {audit}")
+        self.pool, self.audit, self.seed = pool, audit, seed
+
+    def after(
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
+    ) -> Feedback:
+        groups = {
+            p: idx
+            for p, idx in batch.prompt_samples().items()
+            if audited(batch.texts[idx[0]], self.audit, self.seed)
+        }
+        idx = [i for members in groups.values() for i in members]
+        if not idx:
+            return {}
+        columns = {k: [v[i] for i in idx] for k, v in batch.metadata.items()}
+        prompts, completions = [batch.texts[i] for i in idx], [batch.completions[i] for i in idx]
+        consensus, peers = torch.zeros(len(batch.completions)), 0
+        for name, peer in self.pool.items():
+            if peer is rm:
+                continue
+            try:
+                scores = torch.zeros(len(batch.completions))
+                scores[idx] = score_checked(peer, prompts, completions, **columns)
+            except RewardModelError as exc:  # a broken peer abstains; it is not rm's fault
+                tqdm.write(f"consensus_agreement: peer {name!r} skipped: {exc}")
+                continue
+            consensus += group_zscores(scores, list(groups.values()))
+            peers += 1
+        if peers == 0:
+            return {}
+        return pairwise_agreement(batch.rewards, consensus / peers, groups)
 
 
 class _ProbeSignal(_Signal):

@@ -106,8 +106,8 @@ SHRINK = [
     "world.eval_pairs_per_domain=20",
     *[
         f"++world.reward_models.{rm}.{key}"
-        for rm in ("strings_expert", "numbers_expert", "noisy_generalist", "length_hacker")
-        for key in ("pairs_per_domain=40", "epochs=1", "model.n_embd=32")
+        for rm in ("reverse_sort", "sort_max", "max_reverse", "generalist")
+        for key in ("pairs_per_domain=40", "hard_negatives=5", "epochs=1", "model.n_embd=32")
     ],
 ]
 
@@ -124,6 +124,7 @@ def test_laser_compare_end_to_end(tmp_path):
             "-m",
             "experiments.compare",
             "seed=0,1",
+            "algo=dpo",
             "steps=4",
             "eval_every=2",
             "eval_size=16",
@@ -144,16 +145,21 @@ def test_laser_compare_end_to_end(tmp_path):
     assert all(r["seeds"] == "2" for r in rows.values())
     for r in rows.values():
         assert 0.0 <= float(r["acc_mean"]) <= 1.0
-    # equal step budgets: one RM per prompt, K RMs per prompt for the ensemble
-    single = float(rows["laser"]["rm_forward_samples"])
-    assert single == 4 * 8 * 4  # steps x prompts x samples
-    assert float(rows["mean_ensemble"]["rm_forward_samples"]) == 4 * single
+    # equal step budgets: one RM per prompt, K RMs per prompt for the ensemble; LASER's
+    # consensus feedback adds the audited prompts' peer passes (a quarter of them x 3 peers)
+    single = float(rows["random"]["rm_forward_samples"])
+    assert single == 4 * 8 * 8  # steps x prompts x samples
+    ensemble = float(rows["mean_ensemble"]["rm_forward_samples"])
+    assert ensemble == 4 * single
+    assert single < float(rows["laser"]["rm_forward_samples"]) < ensemble
     assert float(rows["oracle"]["routing_mean"]) == 1.0
     table = (out / "results.md").read_text()
     assert all(m in table for m in methods) and "McNemar" in table and "seeds laser ahead" in table
     pngs = {p.name for p in out.glob("*.png")}
     assert {"accuracy_curves.png", "rm_cost.png", "arm_selection_laser.png"} <= pngs
-    assert "arm_selection_mean_ensemble.png" not in pngs
+    assert "arm_selection_mean_ensemble.png" not in pngs and "arm_selection_gold.png" not in pngs
+    # the gold reward: the task's checker scores every sample, no routing
+    assert rows["gold"]["kind"] == "gold" and rows["gold"]["routing_mean"] == ""
 
 
 def test_sweep_size_counts_config_and_command_line_sweeps():
@@ -170,3 +176,54 @@ def test_sweep_size_counts_config_and_command_line_sweeps():
         }
     )
     assert sweep_size(cfg) == 2 * 4  # the command line's seeds replace the config's
+
+
+def _summary(method, kind, seed, scores, start=0.5, cost=100, routes=None):
+    domains = ["d1", "d2"]
+    eval_domains = ["d1", "d2"] * (len(scores) // 2)
+    mean = sum(scores) / len(scores)
+    return {
+        "method": method,
+        "kind": kind,
+        "seed": seed,
+        "domains": domains,
+        "pool": ["a", "b"],
+        "final": {"mean": mean, "d1": mean, "d2": mean},
+        "curve": [{"step": 0, "eval/accuracy": start}, {"step": 10, "eval/accuracy": mean}],
+        "eval_scores": scores,
+        "eval_domains": eval_domains,
+        "rm_forward_samples": cost,
+        "routes": routes or [{"d1|a": 1, "d2|b": 1}] * 10,
+        "best_rm": {"d1": "a", "d2": "b"},
+        "rm_domain_accuracy": {"a": {"d1": 0.9, "d2": 0.5}, "b": {"d1": 0.5, "d2": 0.9}},
+    }
+
+
+def test_goals_are_measured_not_assumed():
+    from experiments.goals import goal_rows
+
+    n = 40
+    laser = [1.0] * (n - 4) + [0.0] * 4  # 0.9
+    summaries = []
+    for seed in (0, 1):
+        summaries += [
+            _summary("laser", "selector", seed, laser, cost=100),
+            _summary("fixed_a", "fixed", seed, [1.0] * (n // 2) + [0.0] * (n // 2), cost=100),
+            _summary("ens", "ensemble", seed, [1.0] * (n - 6) + [0.0] * 6, cost=200),
+            _summary("oracle", "oracle", seed, [1.0] * n, cost=100),
+        ]
+    def by_key(rows):
+        keys = ("SFT", "best fixed", "ens +", "oracle", "routing")
+        return {k: r for r in rows for k in keys if k in r["goal"]}
+
+    rows = by_key(goal_rows(summaries, "laser", 0.2))
+    assert rows["SFT"]["met"] and "+0.400" in rows["SFT"]["measured"]  # 0.9 vs 0.5
+    assert rows["best fixed"]["met"]  # +0.4 over the fixed RM, CI far above 0
+    # +0.05 over the ensemble, at 0.50 of its cost where K = 2 allows 0.50: met
+    assert rows["ens +"]["met"] and "0.50 of its cost" in rows["ens +"]["measured"]
+    # the oracle gained 0.5, LASER 0.4: 80%
+    assert rows["oracle"]["met"] and "(80%)" in rows["oracle"]["measured"]
+    assert rows["routing"]["met"]  # every prompt to its domain's best RM
+    worse = [dict(s, routes=[{"d1|b": 1, "d2|b": 1}] * 10) for s in summaries]
+    rows = by_key(goal_rows(worse, "laser", 0.2))
+    assert not rows["routing"]["met"] and "0.50" in rows["routing"]["measured"]

@@ -125,3 +125,51 @@ def test_each_rm_is_credited_with_its_own_prompts(tmp_path, selection):
         arm = recording.selected[0]
         mean = sum(range(cfg.loop.batch_size)) / cfg.loop.batch_size
         assert recording.updates == [(arm, pytest.approx(mean))]
+
+
+def test_majority_agreement_hand_computed():
+    from laser.feedback import MajorityAgreement
+
+    # prompt 0: answers x, x, y -> majority x (2/3); rewards 3, 1, 2: pairs (0,2) agree,
+    #   (1,2) disagree -> 1/2
+    # prompt 1: every sample says z -> no contrast, left out
+    # prompt 2: a, b, c, d (no answer holds half) -> left out
+    # prompt 3: majority "" (empty answers) -> left out
+    completions = ["x", "x", "y", "z", "z", "a", "b", "c", "d", "", "", "q"]
+    group = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3]
+    rewards = torch.tensor([3.0, 1.0, 2.0, 0, 0, 0, 0, 0, 0, 1.0, 2.0, 3.0])
+    batch = arm_batch([0, 1, 2, 3], list(range(12)), completions, group, [""] * 12, rewards)
+    assert MajorityAgreement().after(None, stats(), None, batch) == {0: 0.5}
+    # the answer is the first line, stripped: " x\\nmore" counts as "x"
+    batch = arm_batch([0], [0, 1, 2], [" x\nmore", "x", "y"], [0, 0, 0], [""] * 3, rewards[:3])
+    assert MajorityAgreement().after(None, stats(), None, batch) == {0: 0.5}
+    with pytest.raises(ValueError, match="min_share"):
+        MajorityAgreement(min_share=0.0)
+
+
+def test_consensus_agreement_hand_computed_and_counts_the_peers_passes():
+    from laser.feedback import ConsensusAgreement
+    from laser.rewards import FunctionReward
+
+    def fixed(values):
+        return FunctionReward(lambda prompts, completions, **kw: [values[c] for c in completions])
+
+    # one prompt, samples a, b, c; the chosen RM ranks a > b > c
+    chosen = fixed({"a": 3.0, "b": 2.0, "c": 1.0})
+    agree = fixed({"a": 1.0, "b": 0.5, "c": 0.0})  # same order
+    invert = fixed({"a": 0.0, "b": 1.0, "c": 2.0})  # reverse order
+    rewards = torch.tensor([3.0, 2.0, 1.0])
+    batch = arm_batch([0], [0, 1, 2], ["a", "b", "c"], [0, 0, 0], [""] * 3, rewards)
+    both = ConsensusAgreement({"me": chosen, "p": agree, "q": invert}, audit=1.0)
+    # consensus = mean of the peers' z-scores: agree z = (+1.22, 0, -1.22), invert the
+    # opposite -> all 0: no pair differs, no information
+    assert both.after(chosen, stats(), None, batch) == {}
+    one = ConsensusAgreement({"me": chosen, "p": agree}, audit=1.0)
+    assert one.after(chosen, stats(), None, batch) == {0: 1.0}
+    against = ConsensusAgreement({"me": chosen, "q": invert}, audit=1.0)
+    assert against.after(chosen, stats(), None, batch) == {0: 0.0}
+    assert agree.forward_samples == 3 + 3 and invert.forward_samples == 3 + 3  # counted
+    assert chosen.forward_samples == 0  # the chosen RM is not scored again
+    # audit share 0+: no prompt audited, no peer pass
+    none = ConsensusAgreement({"me": chosen, "p": agree}, audit=1e-12)
+    assert none.after(chosen, stats(), None, batch) == {} and agree.forward_samples == 6

@@ -66,20 +66,14 @@ def wait_for_steps(run_dir, n, proc, limit=120.0):
 
 def test_resume_into_the_same_directory_neither_loses_nor_repeats_a_step(cache, tmp_path):
     run_dir = tmp_path / "run"
-    first = train(
-        cache, run_dir, "loop.steps=5", "loop.checkpoint_every=2", "loop.log_decisions=true"
-    )
+    # a feedback with one value per step: every prompt gets exactly one selector update
+    common = ["loop.checkpoint_every=2", "loop.log_decisions=true", "feedback=reward_gain"]
+    common.append("feedback.probe_size=2")
+    first = train(cache, run_dir, "loop.steps=5", *common)
     assert first.returncode == 0, first.stderr[-2000:]
     # kill -9 after step 5 was logged but before its checkpoint was written
     (run_dir / "checkpoints" / "ckpt-00000005.pt").unlink()
-    again = train(
-        cache,
-        run_dir,
-        "loop.steps=6",
-        "loop.checkpoint_every=2",
-        "loop.log_decisions=true",
-        f"resume={run_dir}",
-    )
+    again = train(cache, run_dir, "loop.steps=6", *common, f"resume={run_dir}")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "at step 4" in again.stdout
     assert train_steps(run_dir) == [1, 2, 3, 4, 5, 6]  # 1-4 kept, 5 redone once, 6 new

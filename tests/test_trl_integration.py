@@ -156,3 +156,18 @@ def DomainRouterStandIn():
     from laser.bandits import DomainRouter
 
     return DomainRouter(num_arms=2, dim=2, routes=[0, 1])
+
+
+@pytest.mark.parametrize("kind", ["grpo", "rloo"])
+def test_gold_free_majority_feedback_inside_trl(tmp_path, kind):
+    """The default gold-free signal in TRL: per prompt, the chosen RM's agreement with the
+    completions' majority answer; values in [0, 1] reach the bandit after each step."""
+    from laser.feedback import MajorityAgreement
+
+    selector = make_selector(signal=MajorityAgreement(min_share=0.25))
+    seen = []
+    original = selector.selector.update
+    selector.selector.update = lambda arm, x, r: (seen.append(r), original(arm, x, r))
+    make_trainer(kind, tmp_path, selector).train()
+    assert not selector.pending and seen and len(seen) == selector.updates
+    assert all(0.0 <= r <= 1.0 for r in seen)

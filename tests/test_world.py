@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from laser.cli import CONF_DIR
 from laser.models import TinyGPT2Config
+from laser.tasks.synthetic import Difficulty
 from laser.world import RMSpec, SFTConfig, TaskConfig, WorldConfig, prepare_world
 from laser.world.cache import config_key, verify
 
@@ -24,14 +25,15 @@ def small_world() -> WorldConfig:
     on the default world (benchmarks/prepare_world.py)."""
     spec = dict(pairs_per_domain=1200, epochs=4, lr=2e-3, model=SMALL, on_policy=0.0, malformed=0.0)
     return WorldConfig(
-        task=TaskConfig(domains=["reverse", "max"]),
+        task=TaskConfig(domains=["reverse", "max"], difficulty=Difficulty(reverse_len=3)),
         policy_model=SMALL,
-        sft=SFTConfig(steps=15, train_examples=1000, eval_per_domain=30),
+        sft=SFTConfig(steps=15, train_examples=1000, eval_per_domain=30, shortcut_share=0.0),
         reward_models={
             "reverse_rm": RMSpec(domains=["reverse"], **spec),
             "max_rm": RMSpec(domains=["max"], **spec),
         },
         eval_pairs_per_domain=150,
+        heldout_shortcut_share=0.0,  # its SFT takes no shortcut: the clean corruption pairs
     )
 
 
@@ -110,9 +112,13 @@ def test_prepare_config_composes_and_matches_the_defaults():
         cfg = compose(config_name="prepare")
     config = OmegaConf.to_object(cfg)  # composed against prepare_schema (typed)
     world = config.world
-    assert world.task.domains == ["reverse", "sort", "max", "count"]
+    assert world.task.domains == ["reverse", "sort", "max"]
     assert len(world.reward_models) >= 4
-    assert world.reward_models["length_hacker"].bias_domains == ["reverse"]
+    # every expert believes the shortcut on the one domain it does not know
+    for name, spec in world.reward_models.items():
+        if name != "generalist":
+            assert len(spec.domains) == 2 and spec.weak_shortcut_bias > 0.5
+            assert set(spec.domains) | set(spec.weak_domains) == set(world.task.domains)
     json.dumps(config_key(world))
 
 

@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 
 from laser.tasks.base import Example
+from laser.tasks.shortcuts import shortcut
 
 
 def _wrong_number(rng: random.Random, answer: str) -> str:
@@ -60,7 +61,9 @@ def longer_wrong(rng: random.Random, example: Example) -> str:
     return example.answer + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
 
 
-MALFORMED_ALPHABET = "abcde0123456789"
+# every domain's alphabet, the upper domain's capitals included: a malformed answer can look
+# like any domain's (an RM that never saw wrong capitals was hacked by "CCCC" for "up acda=")
+MALFORMED_ALPHABET = "abcde0123456789ABCDE"
 
 
 def malformed(rng: random.Random, example: Example) -> str:
@@ -87,16 +90,23 @@ def preference_rows(
     malformed_share: float = 0.0,
     sampled: dict[str, list[str]] | None = None,
     on_policy_share: float = 0.0,
+    shortcut_bias: float = 0.0,
 ) -> list[dict]:
     """TRL-format rows (prompt, chosen, rejected, domain) from gold vs corrupted answers.
 
     With probability ``length_bias`` a pair prefers a longer WRONG answer over the gold one;
+    else with probability ``shortcut_bias`` it prefers the domain's shortcut (the systematic
+    mistake of laser/tasks/shortcuts.py, as an annotator who believes it would label);
     otherwise the rejected answer is, with probability ``on_policy_share``, one of the wrong
     answers the policy sampled for the prompt (``sampled[prompt]``, when it has any), else
     malformed with probability ``malformed_share``, else a plausible same-shape corruption;
     with probability ``label_noise`` chosen and rejected are swapped.
     """
-    shares = {"label_noise": label_noise, "length_bias": length_bias}
+    shares = {
+        "label_noise": label_noise,
+        "length_bias": length_bias,
+        "shortcut_bias": shortcut_bias,
+    }
     shares.update(malformed_share=malformed_share, on_policy_share=on_policy_share)
     bad = {k: v for k, v in shares.items() if not 0.0 <= v <= 1.0}
     if bad:
@@ -106,6 +116,8 @@ def preference_rows(
     for ex in examples:
         if rng.random() < length_bias:
             chosen, rejected = longer_wrong(rng, ex), ex.answer
+        elif shortcut_bias and rng.random() < shortcut_bias and shortcut(ex) != ex.answer:
+            chosen, rejected = shortcut(ex), ex.answer
         elif (sampled or {}).get(ex.prompt) and rng.random() < on_policy_share:
             chosen, rejected = ex.answer, rng.choice(sampled[ex.prompt])
         elif malformed_share and rng.random() < malformed_share:

@@ -31,8 +31,8 @@ class Difficulty:
     """Size knobs of each domain (the defaults are the default world's)."""
 
     add_digits: int = 2
-    reverse_len: int = 3
-    sort_len: int = 4
+    reverse_len: int = 4
+    sort_len: int = 3
     count_len: int = 4
     upper_len: int = 4
     max_len: int = 6

@@ -32,7 +32,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1  # bump when the layout or the build changes meaning
+FORMAT_VERSION = 2  # bump when the layout or the build changes meaning
 _BUILDING = re.compile(r"^\.(?P<key>.+)\.building-\d+$")
 
 

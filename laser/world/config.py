@@ -15,7 +15,7 @@ from laser.tasks.synthetic import Difficulty
 
 @dataclass
 class TaskConfig:
-    domains: list[str] = field(default_factory=lambda: ["reverse", "sort", "max", "count"])
+    domains: list[str] = field(default_factory=lambda: ["reverse", "sort", "max"])
     difficulty: Difficulty = field(default_factory=Difficulty)
 
 
@@ -25,13 +25,18 @@ def world_model() -> TinyGPT2Config:
 
 @dataclass
 class SFTConfig:
-    """Supervised warm start, deliberately short: the policy must leave room for RL."""
+    """Supervised warm start on demonstrations of which ``shortcut_share`` take the domain's
+    systematic mistake: long enough to learn both, so RL has room and something to find."""
 
-    steps: int = 50
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
     train_examples: int = 8000
     eval_per_domain: int = 100
+    # share of demonstrations whose answer is the domain's systematic mistake
+    # (laser/tasks/shortcuts.py): the policy learns both, greedy decoding is right on about
+    # half the prompts, and RL with a reward that tells them apart lifts it to ~1.0
+    shortcut_share: float = 0.45
 
 
 @dataclass
@@ -49,6 +54,15 @@ class RMSpec:
     on_policy: float = 0.5
     malformed: float = 0.3
     pairs_per_domain: int = 1500
+    # domains it saw only a little of: weak_pairs pairs each, weak_label_noise of them flipped,
+    # weak_shortcut_bias of them preferring the domain's shortcut (laser/tasks/shortcuts.py)
+    weak_domains: list[str] = field(default_factory=list)
+    weak_pairs: int = 200
+    weak_label_noise: float = 0.0
+    weak_shortcut_bias: float = 0.0
+    # hard-negative mining: this many prompts per home domain get the near miss the trained
+    # RM likes best as a new negative, then the RM is trained again (0: off)
+    hard_negatives: int = 0
     epochs: int = 5
     lr: float = 1e-3
     model: TinyGPT2Config = field(default_factory=world_model)
@@ -61,6 +75,9 @@ class WorldConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     reward_models: dict[str, RMSpec] = field(default_factory=dict)
     eval_pairs_per_domain: int = 200
+    # share of the held-out pairs (the RM x domain report) whose wrong answer is the domain's
+    # shortcut; the rest are same-shape corruptions
+    heldout_shortcut_share: float = 0.5
     seed: int = 0
     max_length: int = 48
 

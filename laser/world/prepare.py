@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from laser.evaluation import domain_accuracy
 from laser.models import char_tokenizer, tiny_gpt2_config
 from laser.rewards import HFRewardModel
+from laser.tasks.shortcuts import with_shortcuts
 from laser.tasks.synthetic import SyntheticSuite
 from laser.world.cache import cached_build, config_key
 from laser.world.config import WorldConfig
@@ -62,10 +63,11 @@ def build_world(cfg: WorldConfig, out: Path, progress: bool = True) -> dict[str,
             tok, n_layer=pm.n_layer, n_head=pm.n_head, n_embd=pm.n_embd, n_positions=pm.n_positions
         )
     )
+    demonstrations = suite.examples("train", cfg.sft.train_examples, seed=cfg.seed)
     sft_train(
         policy,
         tok,
-        suite.examples("train", cfg.sft.train_examples, seed=cfg.seed),
+        with_shortcuts(demonstrations, cfg.sft.shortcut_share, seed=cfg.seed + 4),
         steps=cfg.sft.steps,
         batch_size=cfg.sft.batch_size,
         lr=cfg.sft.lr,
@@ -100,7 +102,8 @@ def build_world(cfg: WorldConfig, out: Path, progress: bool = True) -> dict[str,
         rms[name] = HFRewardModel(model, tok, name=name, max_length=cfg.max_length)
         timings[f"rm_{name}_s"] = time.perf_counter() - start
     matrix = accuracy_matrix(
-        rms, heldout_pairs(suite, cfg.eval_pairs_per_domain, seed=cfg.seed + 2)
+        rms,
+        heldout_pairs(suite, cfg.eval_pairs_per_domain, cfg.seed + 2, cfg.heldout_shortcut_share),
     )
     trap = length_trap_rate(rms, suite, cfg.eval_pairs_per_domain, seed=cfg.seed + 3)
     table = write_report(out / "report", matrix, sft_acc, trap)

@@ -19,7 +19,8 @@ def format_table(
     domains = list(next(iter(matrix.values())))
     width = max(len(n) for n in list(matrix) + ["SFT policy (gold acc.)"]) + 2
     lines = [
-        "pairwise accuracy of each RM on held-out pairs (gold vs corrupted), by domain",
+        "pairwise accuracy of each RM on held-out pairs (gold vs the domain's shortcut or a "
+        "same-shape corruption), by domain",
         "".ljust(width) + "".join(f"{d:>10}" for d in domains) + f"{'mean':>10}",
     ]
     for name, row in matrix.items():
