@@ -38,6 +38,7 @@ from laser.rewards import (
     MinEnsemble,
     UncertaintyEnsemble,
 )
+from laser.rewards.wrappers import NoisyReward, TurnsBad
 from laser.routing import PerBatch, PerPrompt, Router
 from laser.world import prepare_world
 from laser.world.external import ExternalWorld
@@ -120,6 +121,10 @@ def build_pool(cfg: TrainConfig, world, task) -> dict[str, Any]:
     if cfg.pool == "gold":
         return {"gold": FunctionReward(task_checker(task), "gold")}
     rms = world.reward_models(**rm_placement(cfg))
+    unknown = [n for n in cfg.pool_exclude if n not in rms]
+    if unknown:
+        raise ValueError(f"pool_exclude names RM(s) {unknown} the world lacks: {list(rms)}")
+    rms = degrade(cfg, {n: rm for n, rm in rms.items() if n not in cfg.pool_exclude})
     if cfg.pool == "individual":
         return rms
     if cfg.pool != "ensemble" or cfg.ensemble not in ENSEMBLES:
@@ -129,6 +134,22 @@ def build_pool(cfg: TrainConfig, world, task) -> dict[str, Any]:
         )
     ensemble = ENSEMBLES[cfg.ensemble](list(rms.values()), name=f"{cfg.ensemble}_ensemble")
     return {ensemble.name: ensemble}
+
+
+def degrade(cfg: TrainConfig, rms: dict[str, Any]) -> dict[str, Any]:
+    """The robustness experiments' faults: score noise on every RM, one RM that turns bad."""
+    if cfg.rm_turns_bad is not None:
+        if cfg.rm_turns_bad not in rms:
+            raise ValueError(f"rm_turns_bad={cfg.rm_turns_bad!r} is not in the pool {list(rms)}")
+        name = cfg.rm_turns_bad
+        rms = {**rms, name: TurnsBad(rms[name], cfg.rm_turns_bad_after)}
+    if cfg.rm_noise > 0:
+        seed = cfg.loop.seed
+        rms = {
+            n: NoisyReward(rm, cfg.rm_noise, seed + 101 * k)
+            for k, (n, rm) in enumerate(rms.items())
+        }
+    return rms
 
 
 def build_featurizer(node: DictConfig, seed: int, **provided: Callable[[], Any]):
@@ -200,9 +221,8 @@ def planned_rm_names(config: TrainConfig) -> list[str]:
         return [f"{config.ensemble}_ensemble"]
     if config.pool == "gold":
         return ["gold"]
-    if config.external is not None:
-        return list(config.external.reward_models)
-    return list(config.world.reward_models)
+    names = config.external.reward_models if config.external else config.world.reward_models
+    return [n for n in names if n not in config.pool_exclude]
 
 
 def validate(cfg: DictConfig) -> TrainConfig:

@@ -82,6 +82,14 @@ class TrainConfig:
     # where the policy (and its reference copy) trains: cpu | cuda | cuda:N; under DDP "cuda"
     # means each rank's own GPU (cuda:LOCAL_RANK)
     device: str = "cpu"
+    # robustness experiments (laser/rewards/wrappers.py): Gaussian noise of this many score
+    # spreads added to every RM's scores; the RM named rm_turns_bad negates its scores from
+    # training step rm_turns_bad_after on
+    rm_noise: float = 0.0
+    rm_turns_bad: str | None = None
+    rm_turns_bad_after: int = 0
+    # RMs of the world left out of this run's pool (resume without them to add them mid-run)
+    pool_exclude: list[str] = field(default_factory=list)
     # Hydra _target_ nodes (conf groups of the same names), built by laser.build
     bandit: Any = None
     features: Any = None
@@ -91,6 +99,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        if not (math.isfinite(self.rm_noise) and self.rm_noise >= 0):
+            raise ValueError(f"rm_noise must be a finite number >= 0, got {self.rm_noise}")
+        if self.rm_turns_bad_after < 0:
+            raise ValueError(f"rm_turns_bad_after must be >= 0, got {self.rm_turns_bad_after}")
         if self.pool not in ("individual", "ensemble", "gold"):
             raise ValueError(f"pool must be individual, ensemble or gold, got {self.pool!r}")
 

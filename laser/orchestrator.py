@@ -97,7 +97,8 @@ class Orchestrator:
             n=cfg.samples_per_prompt,
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
-            metadata=metadata_columns(examples),
+            # every RM call also sees the step: RMs that change over time can be simulated
+            metadata={**metadata_columns(examples), "step": [step] * len(examples)},
             behaviour_logprobs=False,
         )
         scores = router.score(decision, rollout, step)  # 5. ONLY the chosen RMs run

@@ -33,6 +33,7 @@ RESUMABLE = (
     "rm_offload",
     "world.reward_models",
     "external.reward_models",
+    "pool_exclude",
 )
 
 

@@ -212,6 +212,7 @@ def test_goals_are_measured_not_assumed():
             _summary("ens", "ensemble", seed, [1.0] * (n - 6) + [0.0] * 6, cost=200),
             _summary("oracle", "oracle", seed, [1.0] * n, cost=100),
         ]
+
     def by_key(rows):
         keys = ("SFT", "best fixed", "ens +", "oracle", "routing")
         return {k: r for r in rows for k in keys if k in r["goal"]}

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from laser.tasks.base import Example, Task
-from laser.tasks.corrupt import corrupt, longer_wrong, preference_rows
+from laser.tasks.corrupt import MALFORMED_ALPHABET, corrupt, longer_wrong, preference_rows
 from laser.tasks.hf import GSM8KTask, MultipleChoiceTask, extract_number
 from laser.tasks.synthetic import GENERATORS, Difficulty, SyntheticSuite, split_of
 
@@ -188,9 +188,11 @@ def test_preference_rows_malformed_and_on_policy_negatives():
     examples = SyntheticSuite(("max",)).examples("train", 2000, seed=0)
     rows = preference_rows(examples, seed=0, malformed_share=0.5)
     digit = sum(len(r["rejected"]) == 1 and r["rejected"].isdigit() for r in rows) / 2000
-    # half the rejected answers are malformed: 1-3 chars from 15 symbols, so one in
-    # 1/3 * 10/15 of those is still a single digit -> 0.5 * (1 - 2/9) = 0.389 are not
-    assert 0.36 < 1 - digit < 0.42
+    # half the rejected answers are malformed: 1-3 chars from MALFORMED_ALPHABET's 20 symbols,
+    # so 1/3 * 10/20 of those is still a single digit -> 0.5 * (1 - 1/6) = 0.417 are not
+    # (binomial sd over 2000 rows ~0.011: the bounds are +-3 sd)
+    assert len(MALFORMED_ALPHABET) == 20
+    assert 0.384 < 1 - digit < 0.45
     assert all(r["rejected"] != e.answer == r["chosen"] for r, e in zip(rows, examples))
     sampled = {e.prompt: ["zz"] for e in examples[:1000]}  # only half the prompts have samples
     rows = preference_rows(examples, seed=0, sampled=sampled, on_policy_share=1.0)
