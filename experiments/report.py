@@ -16,10 +16,13 @@ from experiments.stats import mcnemar_exact, paired_bootstrap
 TIER = 0.05  # an RM within this of the best held-out accuracy on a domain is "best tier"
 
 
-def routing_accuracy(summary: dict[str, Any], warmup: float, tier: float = 0.0) -> float | None:
-    """Share of prompts, after the first ``warmup`` share of steps, sent to the RM with the best
-    held-out accuracy on their domain (``tier`` > 0: to any RM within ``tier`` of it). None for
-    an ensemble or the gold reward (no RM is chosen) and for runs without a world report."""
+def routing_accuracy(
+    summary: dict[str, Any], warmup: float, tier: float = 0.0, early: bool = False
+) -> float | None:
+    """Share of prompts, after the first ``warmup`` share of steps (``early``: within it, the
+    cold start an offline prior is meant to fix), sent to the RM with the best held-out
+    accuracy on their domain (``tier`` > 0: to any RM within ``tier`` of it). None for an
+    ensemble or the gold reward (no RM is chosen) and for runs without a world report."""
     if summary["kind"] in ("ensemble", "gold"):
         return None
     matrix = summary.get("rm_domain_accuracy") or {}
@@ -28,7 +31,8 @@ def routing_accuracy(summary: dict[str, Any], warmup: float, tier: float = 0.0) 
     best = summary["best_rm"]
     first = math.ceil(warmup * len(summary["routes"]))
     right = total = 0
-    for step in summary["routes"][first:]:
+    steps = summary["routes"][:first] if early else summary["routes"][first:]
+    for step in steps:
         for key, count in step.items():
             domain, rm = key.split("|", 1)
             good = rm == best[domain] or (
@@ -64,6 +68,9 @@ def method_rows(summaries: list[dict], warmup: float) -> list[dict[str, Any]]:
             tiered = [routing_accuracy(r, warmup, TIER) for r in runs]
             if all(v is not None for v in tiered):
                 row["routing_tier_mean"], row["routing_tier_std"] = _mean_std(tiered)
+            early = [routing_accuracy(r, warmup, early=True) for r in runs]
+            if all(v is not None for v in early):
+                row["routing_early_mean"], row["routing_early_std"] = _mean_std(early)
         rows.append(row)
     return rows
 
@@ -111,8 +118,8 @@ def markdown(
         f"{summaries[0]['steps']} steps per run, {len(domains)} domains, K = {k} RMs).",
         "",
         "| method | kind | " + " | ".join(domains) + " | mean | RM forward samples | wall s "
-        f"| routing acc. (after {warmup:.0%}) | best-tier routing |",
-        "|---|---|" + "---:|" * (len(domains) + 5),
+        f"| routing acc. (after {warmup:.0%}) | best-tier routing | routing (first {warmup:.0%}) |",
+        "|---|---|" + "---:|" * (len(domains) + 6),
     ]
     for r in sorted(rows, key=lambda r: -r["acc_mean"]):
         name = f"**{r['method']}**" if r["method"] == reference else r["method"]
@@ -121,11 +128,16 @@ def markdown(
         tier = (
             _fmt(r["routing_tier_mean"], r["routing_tier_std"]) if "routing_tier_mean" in r else "—"
         )
+        early = (
+            _fmt(r["routing_early_mean"], r["routing_early_std"])
+            if "routing_early_mean" in r
+            else "—"
+        )
         lines.append(
             f"| {name} | {r['kind']} | "
             + " | ".join(cells)
             + f" | {_fmt(r['acc_mean'], r['acc_std'])} "
-            f"| {r['rm_forward_samples']:,.0f} | {r['wall_s']:.1f} | {routing} | {tier} |"
+            f"| {r['rm_forward_samples']:,.0f} | {r['wall_s']:.1f} | {routing} | {tier} | {early} |"
         )
     lines += [
         "",

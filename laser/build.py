@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as hf_logging
 
 from laser.bandits.baselines import arm_by_name
+from laser.bandits.prior import ArmPrior, apply_prior
 from laser.checkpoint import save_checkpoint
 from laser.config import TARGETS, TrainConfig
 from laser.distributed import Distributed
@@ -245,6 +246,8 @@ def validate(cfg: DictConfig) -> TrainConfig:
         bandit, names, dim=lambda: dim, routes=lambda: [0] * dim
     )
     instantiate(cfg.feedback.normalizer)
+    if config.bandit_prior is not None and not config.resume:
+        ArmPrior.load(config.bandit_prior)  # missing or corrupt: refused before any work
     signal, probe_size = cfg.feedback.signal, cfg.feedback.get("probe_size")
     if "probe" in signal.keys() and OmegaConf.is_missing(signal, "probe"):  # a probe signal
         if not (isinstance(probe_size, int) and probe_size >= 1):
@@ -309,6 +312,8 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
         dim=lambda: featurizer.dim,
         routes=lambda: oracle_routes(world, list(pool), featurizer),
     )
+    if config.bandit_prior is not None and point is None:  # a checkpoint already holds it
+        apply_prior(selector, ArmPrior.load(config.bandit_prior), list(pool), featurizer)
     signal, normalizer = build_feedback(
         cfg.feedback,
         probe=lambda: task.examples("eval", int(cfg.feedback.probe_size), seed=seed + 29),

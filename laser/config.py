@@ -90,6 +90,9 @@ class TrainConfig:
     rm_turns_bad_after: int = 0
     # RMs of the world left out of this run's pool (resume without them to add them mid-run)
     pool_exclude: list[str] = field(default_factory=list)
+    # an offline prior (laser-fit-prior; laser/bandits/prior.py) loaded into the linear
+    # selector's arms before the first step: BayesianRouter's warm start
+    bandit_prior: str | None = None
     # Hydra _target_ nodes (conf groups of the same names), built by laser.build
     bandit: Any = None
     features: Any = None

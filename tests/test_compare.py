@@ -78,6 +78,9 @@ def test_routing_accuracy_counts_after_warmup_only():
     assert routing_accuracy(summary, warmup=0.2) == pytest.approx(9 / 12)
     assert routing_accuracy(summary, warmup=0.0) == pytest.approx(9 / 20)
     assert routing_accuracy({**summary, "kind": "ensemble"}, 0.2) is None
+    # the cold start alone: ceil(0.2 * 3) = 1 step, 0 of 8 right; 0.5 -> 2 steps, 7 of 16
+    assert routing_accuracy(summary, warmup=0.2, early=True) == 0.0
+    assert routing_accuracy(summary, warmup=0.5, early=True) == pytest.approx(7 / 16)
 
 
 def test_domain_router_routes_by_domain_and_keeps_its_state():

@@ -15,10 +15,12 @@ from laser.bandits.normalizers import (
     PercentileNormalizer,
     RunningZScore,
 )
+from laser.bandits.prior import ArmPrior, apply_prior, fit_prior_means
 from laser.bandits.ridge import RidgeArms
 
 __all__ = [
     "EXP3",
+    "ArmPrior",
     "UCB1",
     "Bandit",
     "EpsilonGreedy",
@@ -34,5 +36,7 @@ __all__ = [
     "RidgeArms",
     "RoundRobin",
     "RunningZScore",
+    "apply_prior",
+    "fit_prior_means",
     "gaussian_argmax_probabilities",
 ]

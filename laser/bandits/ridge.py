@@ -120,6 +120,23 @@ class RidgeArms:
         self._cache = None
         return self.num_arms - 1
 
+    def set_prior_mean(self, k: int, mean: Any) -> None:
+        """Give fresh arm ``k`` the prior theta_k ~ N(mean, I / l2_lambda): b_k = l2_lambda *
+        mean, so theta_k = mean until data arrive (laser/bandits/prior.py). Only before the
+        arm's first update, and only without discounting (the decay would pull b to 0, not
+        to the prior)."""
+        arm = self.arms[k]
+        if arm.updates or self.gamma != 1.0:
+            raise ValueError(
+                "a prior mean is set on a fresh, undiscounted arm (gamma 1, no updates yet); "
+                f"arm {k} has {arm.updates} updates, gamma {self.gamma}"
+            )
+        mu = torch.as_tensor(np.asarray(mean, dtype=np.float64), dtype=self.dtype)
+        if mu.shape != (self.dim,) or not torch.isfinite(mu).all():
+            raise ValueError(f"a prior mean must be {self.dim} finite numbers, got {mu.shape}")
+        arm.b = self.l2_lambda * mu.to(self.device)
+        self._cache = None
+
     def remove_arm(self, arm: int) -> None:
         del self.arms[arm]
         self._cache = None

@@ -170,15 +170,19 @@ def _fit(spec: RMSpec, tokenizer, rows: list[dict], seed: int, max_length: int, 
 
 
 def heldout_pairs(
-    suite: SyntheticSuite, per_domain: int, seed: int, shortcut_share: float = 0.5
+    suite: SyntheticSuite,
+    per_domain: int,
+    seed: int,
+    shortcut_share: float = 0.5,
+    split: str = "eval",
 ) -> dict[str, list[dict]]:
-    """Clean eval-split pairs for every domain (no noise, no bias): gold vs the domain's
+    """Clean pairs of ``split`` for every domain (no noise, no bias): gold vs the domain's
     shortcut (the mistake the SFT policy makes) on a ``shortcut_share`` of the prompts, gold
     vs a same-shape corruption on the rest."""
     out = {}
     every = round(1 / shortcut_share) if shortcut_share > 0 else 0
     for d in suite.domains:
-        examples = suite.examples("eval", per_domain, seed=seed, domains=(d,))
+        examples = suite.examples(split, per_domain, seed=seed, domains=(d,))
         rows = preference_rows(examples, seed=seed + 1)
         for i, (row, ex) in enumerate(zip(rows, examples)):
             wrong = shortcut(ex)
