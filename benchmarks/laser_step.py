@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from _common import RESULTS, machine, write_csv
@@ -44,6 +45,7 @@ from laser.build import build_loop
 from laser.cli import CONF_DIR
 from laser.logging import NullLogger
 from laser.models import char_tokenizer, tiny_gpt2_config
+from laser.world.external import ExternalConfig
 
 
 def save_world(root: Path, k: int, layers: int, width: int) -> None:
@@ -99,9 +101,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_config(root: Path, args: argparse.Namespace, k: int, method: list[str], device: str):
-    rms = [f"+external.reward_models.rm{i}.source={root / f'rm{i}'}" for i in range(k)]
+    # the external world is assigned as one node after composing: TrainConfig.external is a
+    # structured node that is None until set, which command-line overrides cannot fill
+    external = {
+        "policy": str(root / "policy"),
+        "torch_dtype": "float32",
+        "reward_models": {f"rm{i}": {"source": str(root / f"rm{i}")} for i in range(k)},
+        "tasks": [{"kind": "gsm8k", "source": str(root / "gsm8k.jsonl")}],
+    }
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(
+        cfg = compose(
             config_name="train",
             overrides=[
                 "logger=none",
@@ -109,10 +118,6 @@ def run_config(root: Path, args: argparse.Namespace, k: int, method: list[str], 
                 f"++policy.num_minibatches={args.minibatches}",
                 "features=policy_mean",
                 *method,
-                f"+external.policy={root / 'policy'}",
-                "+external.torch_dtype=float32",
-                *rms,
-                f"+external.tasks=[{{kind: gsm8k, source: '{root / 'gsm8k.jsonl'}'}}]",
                 f"output_dir={root / 'run'}",
                 "progress=false",
                 f"device={device}",
@@ -128,6 +133,8 @@ def run_config(root: Path, args: argparse.Namespace, k: int, method: list[str], 
                 "loop.checkpoint_every=0",
             ],
         )
+    cfg.external = OmegaConf.merge(OmegaConf.structured(ExternalConfig), external)
+    return cfg
 
 
 def time_steps(root: Path, args: argparse.Namespace, k: int, method: list[str]) -> dict:
@@ -169,9 +176,10 @@ def in_child(root: Path, args: argparse.Namespace, k: int, method: list[str]) ->
     queue = ctx.Queue()
     child = ctx.Process(target=_child, args=(queue, root, args, k, method))
     child.start()
-    result = queue.get()
-    child.join()
-    return result
+    child.join()  # the result is tiny: the queue's feeder thread does not block the exit
+    if child.exitcode != 0 or queue.empty():
+        raise SystemExit(f"timing {method} with K={k} failed (exit code {child.exitcode})")
+    return queue.get()
 
 
 def build_stand_ins(root: Path, args: argparse.Namespace, k: int) -> None:

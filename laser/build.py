@@ -20,14 +20,14 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as hf_logging
 
-from laser.bandits.baselines import arm_by_name
+from laser.bandits.baselines import RoundRobin, arm_by_name
 from laser.bandits.prior import ArmPrior, apply_prior
 from laser.checkpoint import save_checkpoint
 from laser.config import TARGETS, TrainConfig
 from laser.distributed import Distributed
 from laser.evaluation import Evaluator
 from laser.features import Normalized, Projected, minilm_path
-from laser.feedback import task_checker
+from laser.feedback import NoFeedback, task_checker
 from laser.logging import DecisionWriter, NullLogger
 from laser.orchestrator import Orchestrator
 from laser.policy import PolicyTrainer
@@ -171,8 +171,17 @@ def build_feedback(node: DictConfig, **provided: Callable[[], Any]):
 
 
 def check_feedback(cfg: DictConfig, config: TrainConfig) -> None:
-    """Refuse, before any world is built, a feedback that carries nothing for the update."""
-    get_class(cfg.feedback.signal._target_).check_update(config.policy)
+    """Refuse, before any world is built, a feedback that carries nothing for the update, and
+    round-robin without feedback: it takes its next turn after each selector update, so with
+    none it would silently stay on the first RM (a fixed-RM run under another name)."""
+    signal = get_class(cfg.feedback.signal._target_)
+    signal.check_update(config.policy)
+    if get_class(cfg.bandit._target_) is RoundRobin and signal is NoFeedback:
+        raise ValueError(
+            "bandit=round_robin takes its next turn after each selector update and "
+            "feedback=none gives it none: it would stay on the first RM. Use "
+            "feedback=majority_agreement (no RM passes; round-robin ignores the values)"
+        )
 
 
 def build_selector(node: DictConfig, names: list[str], **provided: Callable[[], Any]):

@@ -33,3 +33,18 @@ def test_bandit_config_composes_and_instantiates(name):
     arm = selector.select(x)
     selector.update(arm, x, 0.5)
     assert selector.probabilities(x).sum() == pytest.approx(1.0)
+
+
+def test_round_robin_without_feedback_is_refused():
+    """RoundRobin advances after each selector update: feedback=none would freeze it on the
+    first RM, silently a fixed-RM run (it did, in a robustness sweep); refused up front."""
+    from laser.build import validate
+    from laser.cli import CONF_DIR  # importing laser.cli registers train_schema
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        bad = compose("train", ["bandit=round_robin", "feedback=none", "output_dir=."])
+        free = "feedback=majority_agreement"
+        good = compose("train", ["bandit=round_robin", free, "output_dir=."])
+    with pytest.raises(ValueError, match="round_robin.*feedback=none"):
+        validate(bad)
+    validate(good)
