@@ -18,8 +18,9 @@ Median step time after --warmup steps. Writes benchmarks/results/laser_step_<...
 method, each in its own process, all with RMs of the policy's shape: LASER with its default
 feedback (consensus agreement: a quarter of the prompts audited by every RM, counted), LASER
 with majority-agreement feedback (no extra RM pass), the mean ensemble (every RM scores every
-sample) and round-robin (one RM, no feedback). Writes laser_step_compare_<device>.csv with each
-method's median step time and its ratio to the ensemble's.
+sample) and round-robin (one RM per step; its free majority feedback only advances the
+turn). Writes laser_step_compare_<device>.csv with each method's median step time and its
+ratio to the ensemble's.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ METHODS = {  # laser-train overrides of each method in --compare
     "laser": ["bandit=linucb", "feedback=consensus_agreement"],
     "laser_majority": ["bandit=linucb", "feedback=majority_agreement"],
     "mean_ensemble": ["bandit=fixed", "pool=ensemble", "feedback=none"],
-    "round_robin": ["bandit=round_robin", "feedback=none"],
+    "round_robin": ["bandit=round_robin", "feedback=majority_agreement"],  # free; it only advances
 }
 
 

@@ -112,7 +112,7 @@ def markdown(
     summaries: list[dict],
 ) -> str:
     domains = summaries[0]["domains"]
-    k = len(summaries[0]["pool"])
+    k = max(len(s["pool"]) for s in summaries)  # an ensemble run has a pool of one
     lines = [
         f"Final greedy gold accuracy on held-out prompts (mean ± std over seeds; "
         f"{summaries[0]['steps']} steps per run, {len(domains)} domains, K = {k} RMs).",
