@@ -3,7 +3,8 @@
     python -m experiments.priors [--seeds 0 1 2] [laser-compare overrides ...]
 
 For each seed: ``laser-fit-prior`` on all domains' train-split pairs (prior_all) and on
-``sort``'s only (prior_sort, the wrong prior), into <cache_dir>/priors; then
+``sort``'s only (prior_sort, the wrong prior), centred and raw (``_raw``), into
+<cache_dir>/priors; then
 ``laser-compare compare=priors hydra.sweep.dir=experiments/results/priors`` (conf/compare/
 priors.yaml: LASER cold, with the prior, with the wrong prior, LinTS cold, BayesianRouter-style
 LinTS + prior, classifier selection, the agreement and mean ensembles).
@@ -18,7 +19,13 @@ from pathlib import Path
 
 from laser.fit_prior import main as fit_prior
 
-MIXES = {"all": [], "sort": ["--domains", "sort"]}
+# file name -> laser-fit-prior flags: centred (the default) and raw, on every domain and on sort
+MIXES = {
+    "all": [],
+    "sort": ["--domains", "sort"],
+    "all_raw": ["--no-center"],
+    "sort_raw": ["--domains", "sort", "--no-center"],
+}
 
 
 def main(argv: list[str] | None = None) -> None:

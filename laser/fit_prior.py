@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from laser.bandits.prior import ArmPrior, describe_featurizer, fit_prior_means
+from laser.bandits.prior import (
+    ArmPrior,
+    center_prior_means,
+    describe_featurizer,
+    fit_prior_means,
+)
 from laser.tasks.base import Example
 
 
@@ -103,6 +108,8 @@ def fit(args: argparse.Namespace) -> ArmPrior:
     with torch.no_grad():
         contexts = featurizer(examples).double().cpu().numpy()
     means = fit_prior_means(contexts, correct, args.l2)
+    if args.center:
+        means = center_prior_means(means)
     return ArmPrior(
         names=list(pool),
         means=means.tolist(),
@@ -110,6 +117,7 @@ def fit(args: argparse.Namespace) -> ArmPrior:
         pairs=len(examples),
         domains=sorted({e.domain for e in examples}),
         pair_accuracy={n: float(correct[:, k].mean()) for k, n in enumerate(pool)},
+        centered=args.center,
     )
 
 
@@ -124,6 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs-per-domain", type=int, default=200)
     parser.add_argument("--shortcut-share", type=float, default=0.5)
     parser.add_argument("--l2", type=float, default=1.0, help="ridge of the offline fit")
+    parser.add_argument(
+        "--center",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="store each RM's reliability relative to the pool's (default; --no-center: raw)",
+    )
     parser.add_argument(
         "overrides", nargs="*", help="laser-train overrides (world, features, seed)"
     )

@@ -52,6 +52,18 @@ def test_ridge_fit_matches_hand_computation():
         fit_prior_means(X, y[:2])
 
 
+def test_centring_keeps_the_order_and_puts_the_pool_mean_at_zero():
+    from laser.bandits.prior import center_prior_means
+
+    means = np.array([[0.9, 0.1], [0.7, 0.5], [0.2, 0.0]])  # 3 RMs, d = 2
+    centred = center_prior_means(means)
+    # column means 0.6 and 0.2 subtracted, by hand
+    assert np.allclose(centred, [[0.3, -0.1], [0.1, 0.3], [-0.4, -0.2]])
+    x = np.array([1.0, 0.5])
+    assert np.argsort(centred @ x).tolist() == np.argsort(means @ x).tolist()
+    assert np.isclose((centred @ x).mean(), 0.0)
+
+
 def test_prior_mean_is_the_gaussian_posterior():
     lam, mu = 2.0, np.array([0.5, -0.25])
     bandit = LinUCB(2, 2, alpha=0.0, l2_lambda=lam)
@@ -139,6 +151,7 @@ def test_fit_prior_cli_feeds_a_run(tmp_path):
     main(["--out", str(tmp_path / "p.json"), "--pairs-per-domain", "20", *common])
     fitted = ArmPrior.load(tmp_path / "p.json")
     assert fitted.pairs == 20 * len(fitted.domains) and len(fitted.names) >= 2
+    assert fitted.centered and np.allclose(np.mean(fitted.means, axis=0), 0.0)
     overrides = [*common, f"bandit_prior={tmp_path / 'p.json'}", f"output_dir={tmp_path / 'r'}"]
     loop = build_loop(compose_train(overrides), NullLogger())
     linear, names = loop.router.selector, list(loop.router.arms.rms)

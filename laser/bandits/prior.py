@@ -51,6 +51,20 @@ def fit_prior_means(contexts: np.ndarray, correct: np.ndarray, l2: float = 1.0) 
     return np.linalg.solve(gram, X.T @ Y).T
 
 
+def center_prior_means(means: np.ndarray) -> np.ndarray:
+    """mu_k - mean_j mu_j: each RM's reliability RELATIVE to the pool's, for every context
+    (predictions are linear in x, so centring the weights centres every prediction).
+
+    Why: the offline target is a pair accuracy (about 0.9 for every good RM) while the online
+    feedback is percentile-normalised (about 0.5 on average). Uncentred, a played arm sinks
+    toward 0.5 while unplayed arms keep their 0.9 and LinUCB keeps switching to them
+    (measured: cold-start routing 0.71 with the prior vs 0.89 without). Centred, an unplayed
+    arm sits at 0 like a cold one, and the prior only orders the arms.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    return means - means.mean(axis=0, keepdims=True)
+
+
 def describe_featurizer(featurizer: Any) -> str:
     """A featurizer's identity: its class, size and seed, nested through wrappers."""
     parts = [type(featurizer).__name__, f"dim={getattr(featurizer, 'dim', '?')}"]
@@ -73,6 +87,7 @@ class ArmPrior:
     pairs: int  # preference pairs it was fitted on
     domains: list[str]  # the domains those pairs came from
     pair_accuracy: dict[str, float]  # each RM's mean correctness on them (a sanity read-out)
+    centered: bool = False  # means relative to the pool's mean (center_prior_means)
 
     @property
     def dim(self) -> int:
