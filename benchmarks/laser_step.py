@@ -37,13 +37,12 @@ import warnings
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from _common import RESULTS, machine, write_csv
 from laser.build import build_loop
-from laser.cli import CONF_DIR
+from laser.cli import compose_train
 from laser.logging import NullLogger
 from laser.models import char_tokenizer, tiny_gpt2_config
 from laser.world.external import ExternalConfig
@@ -110,30 +109,27 @@ def run_config(root: Path, args: argparse.Namespace, k: int, method: list[str], 
         "reward_models": {f"rm{i}": {"source": str(root / f"rm{i}")} for i in range(k)},
         "tasks": [{"kind": "gsm8k", "source": str(root / "gsm8k.jsonl")}],
     }
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[
-                "logger=none",
-                "policy=dpo",
-                f"++policy.num_minibatches={args.minibatches}",
-                "features=policy_mean",
-                *method,
-                f"output_dir={root / 'run'}",
-                "progress=false",
-                f"device={device}",
-                f"rm_device={device}",
-                f"rm_offload={str(args.offload).lower()}",
-                "world.max_length=256",
-                "loop.selection=prompt",
-                f"loop.batch_size={args.batch}",
-                f"loop.samples_per_prompt={args.samples}",
-                f"loop.max_new_tokens={args.new_tokens}",
-                f"loop.steps={args.warmup + args.steps}",
-                "loop.eval_every=0",
-                "loop.checkpoint_every=0",
-            ],
-        )
+    cfg = compose_train(
+        [
+            "policy=dpo",
+            f"++policy.num_minibatches={args.minibatches}",
+            "features=policy_mean",
+            *method,
+            f"output_dir={root / 'run'}",
+            "progress=false",
+            f"device={device}",
+            f"rm_device={device}",
+            f"rm_offload={str(args.offload).lower()}",
+            "world.max_length=256",
+            "loop.selection=prompt",
+            f"loop.batch_size={args.batch}",
+            f"loop.samples_per_prompt={args.samples}",
+            f"loop.max_new_tokens={args.new_tokens}",
+            f"loop.steps={args.warmup + args.steps}",
+            "loop.eval_every=0",
+            "loop.checkpoint_every=0",
+        ]
+    )
     cfg.external = OmegaConf.merge(OmegaConf.structured(ExternalConfig), external)
     return cfg
 

@@ -24,21 +24,13 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 OUT = Path(__file__).resolve().parent / "results" / "add_rm"
 
 
-def compose_train(*overrides: str):
-    from hydra import compose, initialize_config_dir
-
-    from laser.cli import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=["logger=none", "progress=false", *overrides])
-
-
 def run(overrides: list[str], shares: list, rm: str) -> float:
     """One run; appends (step, domain) -> routed-to-``rm`` counts to ``shares``."""
     from laser.build import build_loop
+    from laser.cli import compose_train
     from laser.logging import NullLogger
 
-    loop = build_loop(compose_train(*overrides), NullLogger())
+    loop = build_loop(compose_train(["progress=false", *overrides]), NullLogger())
 
     def record(step_record):
         for domain, chosen in step_record.routes:

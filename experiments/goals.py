@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.report import TIER, paired, routing_accuracy
+from experiments.report import TIER, paired, pool_size, routing_accuracy
 
 
 def _mean(summaries: list[dict], method: str) -> float:
@@ -61,7 +61,7 @@ def goal_rows(summaries: list[dict], reference: str, warmup: float) -> list[dict
     for ens in ensembles:
         c = paired(summaries, reference, ens)
         ratio = _cost(summaries, reference) / _cost(summaries, ens)
-        k = max(len(s["pool"]) for s in summaries)  # an ensemble run has a pool of one
+        k = pool_size(summaries)
         rows.append(
             {
                 "goal": f"LASER >= {ens} + 0.02 at 1/K = {1 / k:.2f} of its RM cost",

@@ -43,6 +43,12 @@ def routing_accuracy(
     return right / total if total else None
 
 
+def pool_size(summaries: list[dict]) -> int:
+    """K, the RMs a selector chooses from: the largest pool of the sweep (an ensemble's or
+    the gold reward's run has a pool of one arm)."""
+    return max(len(s["pool"]) for s in summaries)
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
@@ -112,7 +118,7 @@ def markdown(
     summaries: list[dict],
 ) -> str:
     domains = summaries[0]["domains"]
-    k = max(len(s["pool"]) for s in summaries)  # an ensemble run has a pool of one
+    k = pool_size(summaries)
     lines = [
         f"Final greedy gold accuracy on held-out prompts (mean ± std over seeds; "
         f"{summaries[0]['steps']} steps per run, {len(domains)} domains, K = {k} RMs).",
@@ -124,20 +130,15 @@ def markdown(
     for r in sorted(rows, key=lambda r: -r["acc_mean"]):
         name = f"**{r['method']}**" if r["method"] == reference else r["method"]
         cells = [_fmt(r[f"{d}_mean"], r[f"{d}_std"]) for d in domains]
-        routing = _fmt(r["routing_mean"], r["routing_std"]) if "routing_mean" in r else "—"
-        tier = (
-            _fmt(r["routing_tier_mean"], r["routing_tier_std"]) if "routing_tier_mean" in r else "—"
-        )
-        early = (
-            _fmt(r["routing_early_mean"], r["routing_early_std"])
-            if "routing_early_mean" in r
-            else "—"
-        )
+        routing = [
+            _fmt(r[f"{key}_mean"], r[f"{key}_std"]) if f"{key}_mean" in r else "—"
+            for key in ("routing", "routing_tier", "routing_early")
+        ]
         lines.append(
             f"| {name} | {r['kind']} | "
             + " | ".join(cells)
             + f" | {_fmt(r['acc_mean'], r['acc_std'])} "
-            f"| {r['rm_forward_samples']:,.0f} | {r['wall_s']:.1f} | {routing} | {tier} | {early} |"
+            f"| {r['rm_forward_samples']:,.0f} | {r['wall_s']:.1f} | " + " | ".join(routing) + " |"
         )
     lines += [
         "",

@@ -184,12 +184,21 @@ def check_feedback(cfg: DictConfig, config: TrainConfig) -> None:
         )
 
 
-def build_selector(node: DictConfig, names: list[str], **provided: Callable[[], Any]):
-    """The selector over the RMs ``names``; a fixed arm may be given by RM name. A value the
-    selector rejects (or does not take) is an error naming the key and the selector."""
+def build_selector(
+    node: DictConfig,
+    names: list[str],
+    best: Callable[[], str] | None = None,
+    **provided: Callable[[], Any],
+):
+    """The selector over the RMs ``names``; a fixed arm may be given by RM name, or as
+    ``best``: the RM ``best()`` names (the world's best by its report). A value the selector
+    rejects (or does not take) is an error naming the key and the selector."""
     if isinstance(node.get("arm"), str):
         node = copy.deepcopy(node)
-        node.arm = arm_by_name(node.arm, names, "in the pool")
+        if node.arm == "best" and best is None:
+            raise ValueError("bandit.arm=best needs a world report to pick the best RM from")
+        name = best() if node.arm == "best" else node.arm
+        node.arm = arm_by_name(name, names, "in the pool")
     try:
         return instantiate_filled(node, "bandit", num_arms=lambda: len(names), **provided)
     except (InstantiationException, TypeError, ValueError) as exc:
@@ -247,12 +256,12 @@ def validate(cfg: DictConfig) -> TrainConfig:
     if projection is not None and not (isinstance(projection, int) and projection >= 1):
         raise ValueError(f"features.projection_dim must be an integer >= 1, got {projection!r}")
     dim, names = projection or 4, planned_rm_names(config)
-    bandit = cfg.bandit
-    if bandit.get("arm") == "best":  # resolved from the world's report once it is built
-        bandit = copy.deepcopy(bandit)
-        bandit.arm = names[0]
-    build_selector(  # the real sizes come later; this only checks the values
-        bandit, names, dim=lambda: dim, routes=lambda: [0] * dim
+    build_selector(  # the real sizes (and the best RM, from the world's report) come later
+        cfg.bandit,
+        names,
+        best=lambda: names[0],
+        dim=lambda: dim,
+        routes=lambda: [0] * dim,
     )
     instantiate(cfg.feedback.normalizer)
     if config.bandit_prior is not None and not config.resume:
@@ -311,13 +320,10 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
         tokenizer=lambda: tokenizer,
         domains=lambda: domains,
     )
-    bandit = cfg.bandit
-    if bandit.get("arm") == "best":
-        bandit = copy.deepcopy(bandit)
-        bandit.arm = best_overall(world, list(pool))
     selector = build_selector(
-        bandit,
+        cfg.bandit,
         list(pool),
+        best=lambda: best_overall(world, list(pool)),
         dim=lambda: featurizer.dim,
         routes=lambda: oracle_routes(world, list(pool), featurizer),
     )

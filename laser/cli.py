@@ -32,6 +32,17 @@ register_configs()  # train_schema / prepare_schema head the defaults lists of c
 log = logging.getLogger("laser")
 
 
+def compose_train(overrides: list[str]) -> DictConfig:
+    """The ``laser-train`` config for ``overrides``, composed in-process (tools and
+    experiments that build runs outside Hydra's own entry point). No logger unless asked
+    for; ``output_dir`` (Hydra's run directory, unset here) defaults to ".", so it resolves."""
+    from hydra import compose, initialize_config_dir
+
+    own = [] if any(o.startswith("output_dir=") for o in overrides) else ["output_dir=."]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=["logger=none", *own, *overrides])
+
+
 def to_train_rm_config(cfg: DictConfig) -> TrainRMConfig:
     """Validate a composed config against the dataclass: wrong types and unknown keys fail."""
     schema = OmegaConf.structured(TrainRMConfig)

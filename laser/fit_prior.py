@@ -30,18 +30,8 @@ from laser.bandits.prior import (
     describe_featurizer,
     fit_prior_means,
 )
+from laser.rewards.base import score_checked
 from laser.tasks.base import Example
-
-
-def compose_train(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    from laser.cli import CONF_DIR
-
-    # nothing is written but the prior: output_dir (Hydra's run dir) only has to resolve
-    own = [] if any(o.startswith("output_dir=") for o in overrides) else ["output_dir=."]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=["logger=none", *own, *overrides])
 
 
 def correctness(pool: dict, examples: list[Example], chosen: list[str], rejected: list[str]):
@@ -49,12 +39,10 @@ def correctness(pool: dict, examples: list[Example], chosen: list[str], rejected
     prompts = [e.prompt for e in examples]
     meta = {"domain": [e.domain for e in examples]}
     columns = []
-    for name, rm in pool.items():
-        good = rm.score(prompts, chosen, **meta).float()
-        bad = rm.score(prompts, rejected, **meta).float()
-        if not (torch.isfinite(good).all() and torch.isfinite(bad).all()):
-            raise ValueError(f"RM {name!r} returned a non-finite score on the prior's pairs")
-        columns.append((good > bad).double().cpu().numpy())
+    for rm in pool.values():  # score_checked: an RM that throws or gives NaN is named
+        good = score_checked(rm, prompts, chosen, **meta)
+        bad = score_checked(rm, prompts, rejected, **meta)
+        columns.append((good > bad).double().numpy())
     return np.stack(columns, axis=1)
 
 
@@ -82,6 +70,7 @@ def file_pairs(path: str):
 
 def fit(args: argparse.Namespace) -> ArmPrior:
     from laser.build import build_featurizer, build_pool, load_world, validate
+    from laser.cli import compose_train
 
     cfg = compose_train(args.overrides)
     config = validate(cfg)

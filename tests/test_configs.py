@@ -48,3 +48,18 @@ def test_round_robin_without_feedback_is_refused():
     with pytest.raises(ValueError, match="round_robin.*feedback=none"):
         validate(bad)
     validate(good)
+
+
+def test_fixed_arm_best_is_the_rm_the_caller_names():
+    """bandit.arm=best (the main job's fixed_best) resolves through build_selector's `best`;
+    without a world report to ask, it is an error, not a silent first arm."""
+    from laser.build import build_selector
+
+    fixed = {"_target_": "laser.bandits.FixedArm", "num_arms": "???", "arm": "best"}
+    node = OmegaConf.create(fixed)
+    names = ["a", "b", "c"]
+    assert build_selector(node, names, best=lambda: "c").select(np.ones(2)) == 2
+    assert build_selector(node, names, best=lambda: "b").select(np.ones(2)) == 1
+    assert node.arm == "best"  # the config node itself is left as written
+    with pytest.raises(ValueError, match="arm=best needs a world report"):
+        build_selector(node, names)

@@ -144,7 +144,8 @@ def test_fit_prior_cli_feeds_a_run(tmp_path):
     """laser-fit-prior on the smoke world, then a run with bandit_prior: the selector starts
     from the fitted means; a prior fitted with another seed's featurizer is refused."""
     from laser.build import build_loop
-    from laser.fit_prior import compose_train, main
+    from laser.cli import compose_train
+    from laser.fit_prior import main
     from laser.logging import NullLogger
 
     common = ["experiment=smoke", f"cache_dir={tmp_path / 'cache'}", "progress=false"]

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 
 from laser.build import build_loop, planned_rm_names, validate
 from laser.cli import CONF_DIR
+from laser.cli import compose_train as compose_run
 from laser.logging import NullLogger
 
 SCRIPT = Path(sys.executable).parent / "laser-train"
@@ -124,18 +125,8 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resume_continues(cache, tmp_path)
 
 
 def compose_train(cache, tmp_path, *overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[
-                "experiment=smoke",
-                f"cache_dir={cache}",
-                f"output_dir={tmp_path}",
-                "progress=false",
-                "logger=none",
-                *overrides,
-            ],
-        )
+    smoke = ["experiment=smoke", f"cache_dir={cache}", f"output_dir={tmp_path}", "progress=false"]
+    return compose_run([*smoke, *overrides])
 
 
 @pytest.mark.parametrize(
