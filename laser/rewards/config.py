@@ -16,8 +16,10 @@ from laser.models import TinyGPT2Config
 
 @dataclass
 class RMModelConfig:
-    # local checkpoint: a sequence classifier with num_labels=1, or a causal LM with
-    # from_causal_lm=true (its transformer is reused, a scalar head added); null = tiny GPT-2
+    # local checkpoint: a sequence classifier with num_labels=1, a bare encoder (a scalar head
+    # is added), a causal LM with from_causal_lm=true (its transformer is reused, a scalar head
+    # added), or a GGUF file (package:<module>/<file>.gguf; converted once, see laser/gguf.py);
+    # null = tiny GPT-2
     path: str | None = None
     from_causal_lm: bool = False
     tokenizer: str | None = None  # defaults to `path`
@@ -52,5 +54,6 @@ class TrainRMConfig:
     seed: int = 0
     device: str | None = None  # null: cuda if available, else cpu
     output_dir: str = "outputs/rm"
+    cache_dir: str = ".cache/laser"  # where a GGUF model.path is converted (laser/gguf.py)
     progress: bool = True
     logger: Any = field(default_factory=lambda: {"_target_": "laser.logging.NullLogger"})

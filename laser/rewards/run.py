@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from laser.gguf import is_gguf, local_model
 from laser.models import char_tokenizer, tiny_gpt2_config
 from laser.rewards.config import TrainRMConfig
 from laser.rewards.data import load_checked, load_rows
@@ -38,13 +39,14 @@ def build_model(cfg: TrainRMConfig) -> tuple[Any, Any]:
                 f"max_length={cfg.max_length} exceeds model.tiny.n_positions={m.tiny.n_positions}"
             )
         return AutoModelForSequenceClassification.from_config(config), tok
-    path = Path(m.path).expanduser()
+    path = Path(local_model(m.path, cfg.cache_dir)).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"model.path not found: {path}")
     tok = AutoTokenizer.from_pretrained(m.tokenizer or str(path))
-    if m.from_causal_lm:
+    if m.from_causal_lm or is_gguf(m.path):  # a GGUF file is always a causal LM
         return reward_model_from_causal_lm(path), tok
-    return AutoModelForSequenceClassification.from_pretrained(str(path)), tok
+    # num_labels=1: a bare encoder (e.g. MiniLM) gets a fresh scalar head; an RM keeps its own
+    return AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1), tok
 
 
 # which rows each loss reads; a loss not listed here is reported by train_reward_model

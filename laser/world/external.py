@@ -14,12 +14,15 @@ from typing import Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from laser.gguf import PACKAGE_PREFIX, is_gguf, local_model
 from laser.rewards import HFRewardModel, LikelihoodRewardModel
 from laser.rewards.data import load_rows
+from laser.tasks.chat import ChatTemplateTask
 from laser.tasks.hf import GSM8KTask, MultipleChoiceTask
 from laser.tasks.mixture import MixtureTask
 from laser.tasks.prompts import PromptTask
 
+DEFAULT_CACHE = ".cache/laser"  # TrainConfig.cache_dir's default
 TASK_KINDS = {"gsm8k": GSM8KTask, "multiple_choice": MultipleChoiceTask, "prompts": PromptTask}
 
 
@@ -45,8 +48,12 @@ class RMSource:
 RM_KINDS = {"classifier": HFRewardModel, "likelihood": LikelihoodRewardModel}
 
 
-def resolve(source: str) -> str:
-    """A local directory as is; a hub id to its downloaded snapshot (never downloads)."""
+def resolve(source: str, cache_dir: str | Path = DEFAULT_CACHE) -> str:
+    """A local directory as is; a GGUF file (a path or ``package:<module>/<file>.gguf``) to
+    its converted, cached folder (laser/gguf.py); a hub id to its downloaded snapshot (never
+    downloads)."""
+    if is_gguf(source) or source.startswith(PACKAGE_PREFIX):
+        return local_model(source, cache_dir)
     if Path(source).exists():
         return source
     try:
@@ -60,19 +67,24 @@ def resolve(source: str) -> str:
         ) from exc
 
 
-def load_rm(name: str, rm: RMSource, **kwargs: Any) -> HFRewardModel:
+def load_rm(
+    name: str, rm: RMSource, cache_dir: str | Path = DEFAULT_CACHE, **kwargs: Any
+) -> HFRewardModel:
     """An RM of the pool (or the judge) from its source; it loads lazily, on first use."""
     return RM_KINDS[rm.kind](
-        resolve(rm.source), name=name, chat_template=rm.chat_template, **kwargs
+        resolve(rm.source, cache_dir), name=name, chat_template=rm.chat_template, **kwargs
     )
 
 
 @dataclass
 class ExternalConfig:
-    policy: str = ""  # a causal LM: local directory or hub id
+    # a causal LM: local directory, hub id, or GGUF file (a path or package:<module>/<f>.gguf)
+    policy: str = ""
     reward_models: dict[str, RMSource] = field(default_factory=dict)
     tasks: list[TaskSource] = field(default_factory=list)
     torch_dtype: str = "auto"
+    # write the policy's prompts in its tokenizer's chat template (instruct models)
+    chat_template: bool = False
     # scores held-out completions of ``prompts`` tasks (laser/tasks/prompts.py); keep it out of
     # reward_models, or the policy is graded by an RM it was trained on
     judge: RMSource | None = None
@@ -84,7 +96,7 @@ class ExternalWorld:
 
     summary: dict[str, Any] = {}
 
-    def __init__(self, cfg: ExternalConfig) -> None:
+    def __init__(self, cfg: ExternalConfig, cache_dir: str | Path = DEFAULT_CACHE) -> None:
         problems = []
         if not cfg.policy:
             problems.append("external.policy is empty")
@@ -130,30 +142,42 @@ class ExternalWorld:
         if problems:
             raise ValueError("; ".join(problems))
         self.cfg = cfg
+        self.cache_dir = cache_dir
+        self._policy_path: str | None = None
         self.reward_model_names = list(cfg.reward_models)
 
+    def policy_path(self) -> str:
+        """The policy's folder (a GGUF policy converted and cached on first use; resolved
+        once: verifying the cached copy hashes it)."""
+        if self._policy_path is None:
+            self._policy_path = resolve(self.cfg.policy, self.cache_dir)
+        return self._policy_path
+
     def tokenizer(self):
-        tok = AutoTokenizer.from_pretrained(self.cfg.policy)
+        tok = AutoTokenizer.from_pretrained(self.policy_path())
         if tok.pad_token is None:  # Llama-style tokenizers ship without one
             tok.pad_token = tok.eos_token
         return tok
 
     def policy(self):
-        return AutoModelForCausalLM.from_pretrained(
-            self.cfg.policy, torch_dtype=self.cfg.torch_dtype
-        )
+        return AutoModelForCausalLM.from_pretrained(self.policy_path(), dtype=self.cfg.torch_dtype)
 
     def reward_models(self, **kwargs: Any) -> dict[str, HFRewardModel]:
-        return {name: load_rm(name, rm, **kwargs) for name, rm in self.cfg.reward_models.items()}
+        return {
+            name: load_rm(name, rm, self.cache_dir, **kwargs)
+            for name, rm in self.cfg.reward_models.items()
+        }
 
     def reward_model_sources(self) -> dict[str, str]:
         return {name: rm.source for name, rm in self.cfg.reward_models.items()}
 
-    def task(self, **rm_kwargs: Any) -> MixtureTask:
+    def task(self, **rm_kwargs: Any) -> MixtureTask | ChatTemplateTask:
         """The tasks as one mixture; ``rm_kwargs`` (device, max_length, offload) place the
         judge of ``prompts`` tasks like the pool's RMs (it loads lazily, on first use)."""
         judge = self.cfg.judge
-        judge_rm = load_rm("judge", judge, **rm_kwargs) if judge is not None else None
+        judge_rm = (
+            load_rm("judge", judge, self.cache_dir, **rm_kwargs) if judge is not None else None
+        )
         tasks = []
         for t in self.cfg.tasks:
             rows = load_rows(t.source, split=t.split, name=t.name)
@@ -161,4 +185,5 @@ class ExternalWorld:
             if t.kind == "prompts":
                 kwargs.update(judge=judge_rm, where=dict(t.where))
             tasks.append(TASK_KINDS[t.kind](rows, **kwargs))
-        return MixtureTask(tasks)
+        mixture = MixtureTask(tasks)
+        return ChatTemplateTask(mixture, self.tokenizer()) if self.cfg.chat_template else mixture
