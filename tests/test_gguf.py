@@ -107,3 +107,147 @@ def test_a_minilm_reward_model_scores_real_text():
     rm = HFRewardModel(model, AutoTokenizer.from_pretrained(path), name="minilm")
     scores = rm.score(["What is 2 + 3?"] * 2, ["5", "The answer is seven."])
     assert scores.shape == (2,) and torch.isfinite(scores).all() and scores[0] != scores[1]
+
+
+def test_grpo_with_laser_routing_on_the_real_model(smol, tmp_path):
+    """The TRL path as a user would write it: GRPOTrainer(reward_funcs=[LaserRewardSelector])
+    on SmolLM2 with LoRA, chat-templated prompts, per-prompt routing; 2 steps."""
+    import datasets
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from laser.bandits import LinUCB
+    from laser.features import DomainOneHot
+    from laser.integrations import LaserRewardSelector
+    from laser.rewards import FunctionReward
+
+    _, folder = smol
+    tok = AutoTokenizer.from_pretrained(folder)
+
+    def says(word):
+        return lambda prompts, completions, **kw: [float(word in c.lower()) for c in completions]
+
+    class Constant:  # feedback of 1.0 per decision: this checks the plumbing, not a signal
+        name = "constant"
+
+        @classmethod
+        def check_update(cls, policy):
+            return None
+
+        def before(self, rm):
+            return None
+
+        def after(self, rm, stats, before, batch):
+            return 1.0
+
+    pool = {
+        "yes_rm": FunctionReward(says("yes"), "yes_rm"),
+        "no_rm": FunctionReward(says("no"), "no_rm"),
+    }
+    selector = LaserRewardSelector(
+        pool, LinUCB(2, 2, alpha=1.0), DomainOneHot(["math", "word"]), signal=Constant()
+    )
+    chat = lambda q: tok.apply_chat_template(  # noqa: E731
+        [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+    )
+    rows = [
+        {"prompt": chat("What is 2 + 3?"), "domain": "math"},
+        {"prompt": chat("Opposite of 'hot'?"), "domain": "word"},
+    ] * 4
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=8,
+        learning_rate=1e-4,
+        max_steps=2,
+        bf16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = GRPOTrainer(
+        model=str(folder),
+        reward_funcs=[selector],
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tok,
+        callbacks=[selector.callback()],
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    trainer.train()
+    assert trainer.state.global_step == 2 and selector.updates >= 2 and not selector.pending
+    # per-prompt routing: each completion scored by exactly one RM
+    assert sum(rm.forward_samples for rm in pool.values()) == 2 * 4
+
+
+def test_the_real_model_world_config_runs_two_steps(smol, tmp_path):
+    """conf/experiment/real_smollm2.yaml as written (GGUF policy with LoRA, chat-templated
+    tasks from the committed files, the SmolLM2 likelihood RM, a report enabling the oracle),
+    with MiniLM stand-ins for the three trained RMs (experiments/real/prepare.py trains the
+    real ones in ~20 min); 2 LASER steps, then the oracle router builds from the report."""
+    import json
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from laser.build import build_loop
+    from laser.cli import compose_train
+    from laser.features import minilm_path
+    from laser.logging import NullLogger
+    from laser.tasks.chat import ChatTemplateTask
+
+    cache, _ = smol
+    rm_dir = tmp_path / "minilm_rm"
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=1).save_pretrained(
+        rm_dir
+    )
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(rm_dir)
+    domains = ["next", "add", "larger", "antonym"]
+    rms = ["numeric", "choice", "noisy", "verbose"]
+    report = {
+        "rm_domain_accuracy": {
+            rm: {d: 0.5 + 0.1 * (i == j % 4) for j, d in enumerate(domains)}
+            for i, rm in enumerate(rms)
+        }
+    }
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    common = [
+        "experiment=real_smollm2",
+        f"cache_dir={cache}",
+        f"external.report={tmp_path / 'report.json'}",
+        *(f"external.reward_models.{rm}.source={rm_dir}" for rm in rms[1:]),
+        "progress=false",
+        "loop.steps=2",
+        "loop.batch_size=2",
+        "loop.samples_per_prompt=2",
+        "loop.max_new_tokens=6",
+        "loop.eval_size=4",
+        "loop.eval_every=0",
+        "loop.eval_max_new_tokens=6",
+    ]
+    loop = build_loop(compose_train([*common, f"output_dir={tmp_path / 'laser'}"]), NullLogger())
+    assert isinstance(loop.task, ChatTemplateTask) and set(loop.task.domains) == set(domains)
+    final = loop.run(progress=False)
+    assert loop.step_count == 2 and 0.0 <= final.metrics["eval/accuracy"] <= 1.0
+    # the routed RM scored each of the 2 x 2 x 2 samples once, consensus audits come on top
+    assert not any(loop.router.arms.failures.values()) and loop.rm_cost() >= 2 * 2 * 2
+    oracle = build_loop(
+        compose_train(
+            [
+                *common,
+                "bandit=oracle",
+                "features=domain_onehot",
+                "feedback=none",
+                f"output_dir={tmp_path / 'oracle'}",
+            ]
+        ),
+        NullLogger(),
+    )
+    # each domain to the RM the report rates best there (next, add, larger, antonym)
+    assert oracle.router.selector.routes == [0, 1, 2, 3]

@@ -8,6 +8,7 @@ works with tiny local stand-ins works with the hub ids on a machine that has the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,26 @@ def load_rm(
     )
 
 
+def load_report(path: str, rms: list[str]) -> dict[str, Any]:
+    """``{"rm_domain_accuracy": {rm: {domain: accuracy}}}`` from ``path``, checked to cover
+    every RM of the pool with the same domains."""
+    try:
+        data = json.loads(Path(path).read_text())
+        matrix = data["rm_domain_accuracy"]
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"external.report {path!r} not found") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"external.report {path!r}: no rm_domain_accuracy table ({exc})") from exc
+    missing = [rm for rm in rms if rm not in matrix]
+    domains = {tuple(sorted(row)) for row in matrix.values()}
+    if missing or len(domains) != 1:
+        raise ValueError(
+            f"external.report {path!r} must rate every RM of the pool on the same domains; "
+            f"missing RMs {missing}, domain sets {sorted(domains)}"
+        )
+    return data
+
+
 @dataclass
 class ExternalConfig:
     # a causal LM: local directory, hub id, or GGUF file (a path or package:<module>/<f>.gguf)
@@ -85,6 +106,10 @@ class ExternalConfig:
     torch_dtype: str = "auto"
     # write the policy's prompts in its tokenizer's chat template (instruct models)
     chat_template: bool = False
+    # a JSON file {"rm_domain_accuracy": {rm: {domain: held-out pairwise accuracy}}} (what
+    # experiments/real/matrix.py writes): enables the oracle router, bandit.arm=best and the
+    # routing accuracy, which need to know each RM's quality per domain
+    report: str | None = None
     # scores held-out completions of ``prompts`` tasks (laser/tasks/prompts.py); keep it out of
     # reward_models, or the policy is graded by an RM it was trained on
     judge: RMSource | None = None
@@ -92,9 +117,8 @@ class ExternalConfig:
 
 class ExternalWorld:
     """The same interface as the built-in ``World`` (tokenizer, policy, reward_models) plus
-    the task. No report: the oracle router and routing accuracy need the built-in world."""
-
-    summary: dict[str, Any] = {}
+    the task. The oracle router and routing accuracy need ``report`` (each RM's accuracy per
+    domain), as the built-in world's own report gives them."""
 
     def __init__(self, cfg: ExternalConfig, cache_dir: str | Path = DEFAULT_CACHE) -> None:
         problems = []
@@ -142,6 +166,7 @@ class ExternalWorld:
         if problems:
             raise ValueError("; ".join(problems))
         self.cfg = cfg
+        self.summary = load_report(cfg.report, list(cfg.reward_models)) if cfg.report else {}
         self.cache_dir = cache_dir
         self._policy_path: str | None = None
         self.reward_model_names = list(cfg.reward_models)
