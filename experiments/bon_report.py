@@ -28,11 +28,14 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def _routing(row: dict) -> str:
-    if "routing_mean" not in row:
+def _routing(row: dict, summaries: list[dict], warmup: float) -> str:
+    if "routing_tier_mean" not in row:
         return "—"
-    tier = f" / {row['routing_tier_mean']:.2f}" if "routing_tier_mean" in row else ""
-    return f"{row['routing_mean']:.2f}{tier}"
+    worst = []
+    for s in (s for s in summaries if s["method"] == row["method"]):
+        first = math.ceil(warmup * len(s["eval_scores"]))
+        worst.append(np.mean(to_worst(s)[first:]))
+    return f"{row['routing_mean']:.2f} / {row['routing_tier_mean']:.2f} / {np.mean(worst):.2f}"
 
 
 def after_warmup(summaries: list[dict], method: str, warmup: float) -> tuple[float, float]:
@@ -60,7 +63,7 @@ def markdown(config, rows: list[dict], comparisons: dict, summaries: list[dict])
         "",
         f"| method | rows from | {' | '.join(domains)} | mean | after {config.warmup:.0%} "
         f"| vs {ref}: diff [95% CI], seeds ahead | RM forward samples | routing after "
-        f"{config.warmup:.0%} (best RM / best tier) |",
+        f"{config.warmup:.0%}: best RM / best tier / worst RM |",
         "|---|---|" + "---:|" * (len(domains) + 5),
     ]
     for r in sorted(rows, key=lambda r: -r["acc_mean"]):
@@ -76,7 +79,7 @@ def markdown(config, rows: list[dict], comparisons: dict, summaries: list[dict])
         late = _fmt(*after_warmup(summaries, r["method"], config.warmup))
         lines.append(
             f"| {name} | {src} | {cells} | {_fmt(r['acc_mean'], r['acc_std'])} | {late} | {vs} "
-            f"| {r['rm_forward_samples']:,.0f} | {_routing(r)} |"
+            f"| {r['rm_forward_samples']:,.0f} | {_routing(r, summaries, config.warmup)} |"
         )
     lines += [
         "",
@@ -88,15 +91,18 @@ def markdown(config, rows: list[dict], comparisons: dict, summaries: list[dict])
         f"seed (mean over seeds), every sample an RM scored, audits included; the routed RM "
         f"alone costs n = {config.n} per prompt. Routing: share of prompts after the first "
         f"{config.warmup:.0%} sent to the RM the world's report rates best on their domain / "
-        f"to any RM within {TIER} of it; chance is 1/K = {1 / k:.2f} for the first.",
+        f"to any RM within {TIER} of it / to the RM it rates worst there (the one that "
+        f"believes the domain's shortcut); chance is 1/K = {1 / k:.2f} for the first and last.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def routing_table(config, summaries: list[dict]) -> str:
-    """Per selector (LASER's variants, random) and domain: the share of the domain's prompts after the warm-up
-    sent to each RM (all seeds pooled), the domain's best RM marked."""
-    learners = [m for m in dict.fromkeys(s["method"] for s in summaries) if _routed_selector(summaries, m)]
+    """Per selector (LASER's variants, random) and domain: the share of the domain's prompts
+    after the warm-up sent to each RM (all seeds pooled), the domain's best RM marked."""
+    learners = [
+        m for m in dict.fromkeys(s["method"] for s in summaries) if _routed_selector(summaries, m)
+    ]
     if not learners or not summaries[0]["best_rm"]:
         return ""
     pool = next(s["pool"] for s in summaries if s["method"] == learners[0])
@@ -199,9 +205,26 @@ def best_tier(summary: dict) -> list[float]:
     ]
 
 
+def to_worst(summary: dict) -> list[float]:
+    """Per prompt: 1 if its RM is the one the world's report rates worst on its domain."""
+    matrix = summary["rm_domain_accuracy"]
+    worst = {d: min(summary["pool"], key=lambda rm: matrix[rm][d]) for d in summary["domains"]}
+    return [
+        float(rm == worst[d]) for d, rm in zip(summary["eval_domains"], summary["prompt_routes"])
+    ]
+
+
+def _windows(values: np.ndarray, window: int) -> tuple[list[float], list[float]]:
+    edges = range(0, len(values), window)
+    return [e + min(window, len(values) - e) / 2 for e in edges], [
+        float(values[e : e + window].mean()) for e in edges
+    ]
+
+
 def plot(out: Path, summaries: list[dict], reference: str, window: int = 200) -> None:
-    """Cumulative accuracy of the picks over prompts (every method), and best-tier routing per
-    window of prompts (every routed method but the fixed ones), means over seeds."""
+    """Cumulative accuracy of the picks over prompts (every method), and per window of
+    prompts the share routed to a best-tier RM and to the domain's worst RM (the routed
+    methods but the fixed ones and the ensemble), means over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,33 +233,43 @@ def plot(out: Path, summaries: list[dict], reference: str, window: int = 200) ->
     by_method: dict[str, list[dict]] = defaultdict(list)
     for s in summaries:
         by_method[s["method"]].append(s)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    for i, (method, runs) in enumerate(by_method.items()):
-        style = {"color": plt.get_cmap("tab20")(i % 20), "linewidth": 1.2}
+    fig, (left, mid, right) = plt.subplots(1, 3, figsize=(18, 5.2))
+    colors = iter(plt.get_cmap("tab10").colors * 3)  # the selectors; references apart
+    dotted = iter(plt.get_cmap("Dark2").colors * 3)
+    for method, runs in by_method.items():
+        kind = runs[0]["kind"]
         if method == reference:
             style = {"color": "black", "linewidth": 2.6, "zorder": 5}
-        elif runs[0]["kind"] == "reference":
-            style["linestyle"] = ":"
+        elif kind == "fixed":
+            style = {"color": "grey", "linewidth": 0.9, "linestyle": "--", "alpha": 0.8}
+        elif kind == "reference":
+            style = {"color": next(dotted), "linewidth": 1.2, "linestyle": ":"}
+        else:
+            style = {"color": next(colors), "linewidth": 1.3}
         acc = np.mean([np.cumsum(r["eval_scores"]) for r in runs], axis=0)
         acc /= np.arange(1, len(acc) + 1)
         left.plot(np.arange(1, len(acc) + 1), acc, label=method, **style)
-        routed = runs[0].get("prompt_routes") and runs[0]["best_rm"]
-        if routed and runs[0]["kind"] not in ("fixed", "ensemble"):
-            tier = np.mean([best_tier(r) for r in runs], axis=0)
-            edges = range(0, len(tier), window)
-            mids = [e + min(window, len(tier) - e) / 2 for e in edges]
-            right.plot(mids, [tier[e : e + window].mean() for e in edges], label=method, **style)
-    left.set_xlabel("prompts seen")
+        if (
+            runs[0].get("prompt_routes")
+            and runs[0]["best_rm"]
+            and kind not in ("fixed", "ensemble", "gold")
+        ):
+            mid.plot(*_windows(np.mean([best_tier(r) for r in runs], axis=0), window), **style)
+            right.plot(*_windows(np.mean([to_worst(r) for r in runs], axis=0), window), **style)
+    left.set_ylim(0.4, 1.0)
     left.set_ylabel("gold accuracy of the picked samples (cumulative)")
     left.set_title("Best-of-n accuracy (mean over seeds)")
-    left.legend(fontsize=7, ncol=2)
-    right.set_xlabel("prompts seen")
-    right.set_ylabel(f"share routed to a best-tier RM (per {window} prompts)")
-    right.set_title("Routing (mean over seeds)")
+    left.legend(fontsize=7, ncol=2, loc="lower right")
+    mid.set_ylabel(f"share routed to a best-tier RM (per {window} prompts)")
+    mid.set_title("Routing to the domain's best tier")
+    right.set_ylabel(f"share routed to the domain's worst RM (per {window} prompts)")
+    right.set_title("Routing to the RM that believes the shortcut")
+    for ax in (left, mid, right):
+        ax.set_xlabel("prompts seen")
+    mid.set_ylim(0, 1.02)
     right.set_ylim(0, 1.02)
-    right.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "best_of_n.png", dpi=120)
+    fig.savefig(out / "best_of_n.png", dpi=110)
     plt.close(fig)
 
 

@@ -4,9 +4,14 @@ NLL; each RM scores only the prompts routed to it and the cost counts every pass
 learns to route from gold-free signals on hand-made candidates (beats random, leaves the RM
 that believes a domain's shortcut); laser-bon runs end to end on the tiny world."""
 
+import json
+import os
 import random
+import subprocess
+import sys
 import zlib
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -224,52 +229,60 @@ def test_laser_learns_to_route_and_beats_random(signal):
 def test_the_config_composes_and_bad_values_fail():
     from experiments.bon import BonConfig
 
+    out = ["output_dir=."]  # Hydra's run directory outside a Hydra run
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="bon")
-        config = OmegaConf.to_object(cfg)
+        config = OmegaConf.to_object(compose(config_name="bon", overrides=out))
         assert isinstance(config, BonConfig) and "laser" in config.methods
         with pytest.raises(Exception, match="prompts must be >= 1"):
-            OmegaConf.to_object(compose(config_name="bon", overrides=["prompts=0"]))
+            OmegaConf.to_object(compose(config_name="bon", overrides=[*out, "prompts=0"]))
+        with pytest.raises(Exception, match="unknown_key|not in struct|Key"):
+            compose(config_name="bon", overrides=[*out, "unknown_key=1"])
 
 
 def test_laser_bon_end_to_end_on_the_tiny_world(tmp_path):
-    from experiments.bon import BonConfig, run
+    """The real command (Hydra entry point, config schema, report) on the tiny world."""
+    train = [
+        "world=tiny",
+        "task@world.task=tiny",
+        "reward_models@world.reward_models=tiny",
+        "features=policy_mean",  # no encoder to load
+        "loop.selection=prompt",
+    ]
+    methods = ["laser", "laser_consensus", "mean_ensemble", "oracle", "fixed_max_rm"]
 
-    config = BonConfig(
-        prompts=24,
-        n=4,
-        seeds=[0],
-        output_dir=str(tmp_path / "out"),
-        cache_dir=str(tmp_path / "cache"),
-        progress=False,
-        train=[
-            "world=tiny",
-            "task@world.task=tiny",
-            "reward_models@world.reward_models=tiny",
-            "features=policy_mean",  # no encoder to load
-            "loop.selection=prompt",
+    def hydra_list(items):
+        return "[" + ",".join(f'"{i}"' for i in items) + "]"
+
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.bon",
+            "prompts=24",
+            "n=4",
+            "seeds=[0]",
+            "progress=false",
+            f"output_dir={out}",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+            f"train={hydra_list(train)}",
+            f"only=[{','.join(methods)}]",  # conf/bon.yaml's, and one RM alone
+            "paper=[laser,fixed_*]",
         ],
-        methods={
-            "laser": ["bandit=linucb", "feedback=neg_loss"],
-            "laser_consensus": ["bandit=linucb", "feedback=consensus_agreement"],
-            "mean_ensemble": ["bandit=fixed", "pool=ensemble", "feedback=none"],
-            "oracle": ["bandit=oracle", "features=domain_onehot", "feedback=none"],
-        },
-        paper=["laser", "fixed_*"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    summaries = {s["method"]: s for s in run(config)}
-    assert set(summaries) == {
-        "first_sample",
-        "majority_vote",
-        "gold_best_of_n",
-        "laser",
-        "laser_consensus",
-        "mean_ensemble",
-        "oracle",
-        "fixed_reverse_rm",
-        "fixed_max_rm",
-    }
-    samples = config.prompts * config.n
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads((out / "runs" / "summaries.json").read_text())
+    summaries = {s["method"]: s for s in runs}
+    prompts, n = 24, 4
+    references = {"first_sample", "likeliest_sample", "majority_vote", "gold_best_of_n"}
+    assert set(summaries) == references | set(methods)
+    samples = prompts * n
     assert summaries["laser"]["rm_forward_samples"] == samples
     assert summaries["fixed_max_rm"]["rm_forward_samples"] == samples
     assert summaries["mean_ensemble"]["rm_forward_samples"] == 2 * samples  # K = 2
@@ -280,7 +293,6 @@ def test_laser_bon_end_to_end_on_the_tiny_world(tmp_path):
     for s in summaries.values():  # the same prompts; every pick is one of the shared samples
         assert s["eval_domains"] == summaries["laser"]["eval_domains"]
         assert all(o <= top for o, top in zip(s["eval_scores"], ceiling))
-    out = tmp_path / "out"
     table = (out / "results.md").read_text()
     assert "| **laser** | paper |" in table and "| oracle | ours |" in table
     for name in ("results.csv", "seeds.csv", "best_of_n.png"):
