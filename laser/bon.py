@@ -238,7 +238,8 @@ def check_signal(signal) -> None:
         raise ValueError(
             f"feedback {signal.name!r} measures the change a policy update made; best-of-n "
             "selection updates no policy. Use neg_loss (the paper's: minus the NLL of the "
-            "picked sample), consensus_agreement, majority_agreement or gold_agreement"
+            "picked sample), consensus_agreement, consensus_pick, majority_agreement, "
+            "gold_agreement or gold_pick"
         )
 
 
