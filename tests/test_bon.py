@@ -245,6 +245,11 @@ def test_laser_bon_end_to_end_on_the_tiny_world(tmp_path):
         "world=tiny",
         "task@world.task=tiny",
         "reward_models@world.reward_models=tiny",
+        # smaller still: this tests the command, not what the world's RMs know
+        "world.reward_models.reverse_rm.pairs_per_domain=300",
+        "world.reward_models.max_rm.pairs_per_domain=300",
+        "world.eval_pairs_per_domain=20",
+        "world.sft.eval_per_domain=10",
         "features=policy_mean",  # no encoder to load
         "loop.selection=prompt",
     ]
