@@ -288,6 +288,62 @@ def load_world(config: TrainConfig):
     return world, make_suite(config.world)
 
 
+def build_router(
+    cfg: DictConfig,
+    config: TrainConfig,
+    world,
+    task,
+    pool: dict[str, Any],
+    policy,
+    tokenizer,
+    *,
+    fresh: bool = True,
+    dist: Distributed | None = None,
+    decisions: DecisionWriter | None = None,
+) -> tuple[Router, Any]:
+    """(router, featurizer) over ``pool``: the featurizer (on ``policy`` where it reads one),
+    the selector (warm from ``bandit_prior`` when ``fresh``), the feedback signal and its
+    normaliser. Shared by the training loop and best-of-n selection (``laser.bon``)."""
+    seed = config.loop.seed
+    domains = list(task.domains)
+    featurizer = build_featurizer(
+        cfg.features,
+        seed,
+        policy=lambda: policy,
+        tokenizer=lambda: tokenizer,
+        domains=lambda: domains,
+    )
+    selector = build_selector(
+        cfg.bandit,
+        list(pool),
+        best=lambda: best_overall(world, list(pool)),
+        dim=lambda: featurizer.dim,
+        routes=lambda: oracle_routes(world, list(pool), featurizer),
+    )
+    if config.bandit_prior is not None and fresh:
+        apply_prior(selector, ArmPrior.load(config.bandit_prior), list(pool), featurizer)
+    signal, normalizer = build_feedback(
+        cfg.feedback,
+        probe=lambda: task.examples("eval", int(cfg.feedback.probe_size), seed=seed + 29),
+        policy=lambda: policy,
+        tokenizer=lambda: tokenizer,
+        task=lambda: task,
+        checker=lambda: task_checker(task),
+        pool=lambda: pool,
+    )
+    router = Router(
+        pool,
+        selector,
+        normalizer,
+        GRANULARITY[config.loop.selection](),
+        signal,
+        quarantine_after=config.loop.quarantine_after,
+        dist=dist,
+        decisions=decisions,
+    )
+    return router, featurizer
+
+
 def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     """Everything a run needs, restored from a checkpoint when ``resume`` is set."""
     config = validate(cfg)
@@ -312,32 +368,6 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     torch.manual_seed(seed + dist.rank)
     trainer = PolicyTrainer(policy, copy.deepcopy(policy), tokenizer, config.policy, dist)
     pool = build_pool(config, world, task)
-    domains = list(task.domains)
-    featurizer = build_featurizer(
-        cfg.features,
-        seed,
-        policy=lambda: trainer.policy,
-        tokenizer=lambda: tokenizer,
-        domains=lambda: domains,
-    )
-    selector = build_selector(
-        cfg.bandit,
-        list(pool),
-        best=lambda: best_overall(world, list(pool)),
-        dim=lambda: featurizer.dim,
-        routes=lambda: oracle_routes(world, list(pool), featurizer),
-    )
-    if config.bandit_prior is not None and point is None:  # a checkpoint already holds it
-        apply_prior(selector, ArmPrior.load(config.bandit_prior), list(pool), featurizer)
-    signal, normalizer = build_feedback(
-        cfg.feedback,
-        probe=lambda: task.examples("eval", int(cfg.feedback.probe_size), seed=seed + 29),
-        policy=lambda: trainer.policy,
-        tokenizer=lambda: tokenizer,
-        task=lambda: task,
-        checker=lambda: task_checker(task),
-        pool=lambda: pool,
-    )
     run_dir = Path(
         config.resume if config.resume and Path(config.resume).is_dir() else config.output_dir
     )
@@ -345,13 +375,15 @@ def build_loop(cfg: DictConfig, logger: Any) -> Orchestrator:
     if config.loop.log_decisions and dist.is_main:  # cut back to the checkpoint on resume
         resume_step = point[1] if point else None
         decisions = DecisionWriter(run_dir / "decisions.jsonl", resume_step=resume_step)
-    router = Router(
+    router, featurizer = build_router(
+        cfg,
+        config,
+        world,
+        task,
         pool,
-        selector,
-        normalizer,
-        GRANULARITY[config.loop.selection](),
-        signal,
-        quarantine_after=config.loop.quarantine_after,
+        trainer.policy,
+        tokenizer,
+        fresh=point is None,  # a checkpoint already holds the prior
         dist=dist,
         decisions=decisions,
     )

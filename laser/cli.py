@@ -34,13 +34,18 @@ log = logging.getLogger("laser")
 
 def compose_train(overrides: list[str]) -> DictConfig:
     """The ``laser-train`` config for ``overrides``, composed in-process (tools and
-    experiments that build runs outside Hydra's own entry point). No logger unless asked
-    for; ``output_dir`` (Hydra's run directory, unset here) defaults to ".", so it resolves."""
+    experiments that build runs outside Hydra's own entry point, or inside another of our
+    Hydra apps, which share conf/). No logger unless asked for; ``output_dir`` (Hydra's run
+    directory, unset here) defaults to ".", so it resolves."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     own = [] if any(o.startswith("output_dir=") for o in overrides) else ["output_dir=."]
+    overrides = ["logger=none", *own, *overrides]
+    if GlobalHydra.instance().is_initialized():  # inside one of our Hydra apps (laser-bon)
+        return compose(config_name="train", overrides=overrides)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=["logger=none", *own, *overrides])
+        return compose(config_name="train", overrides=overrides)
 
 
 def to_train_rm_config(cfg: DictConfig) -> TrainRMConfig:

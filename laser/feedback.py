@@ -28,6 +28,8 @@ several RMs, and a single batch-level number would credit every RM with the othe
   majority answer (pseudo-gold from self-consistency). No gold, no extra pass.
 - ``ConsensusAgreement``: per audited prompt, agreement of the chosen RM's ranking with the
   consensus of the pool's other RMs. No gold; the audits' RM passes are counted.
+- ``ConsensusPick`` / ``GoldPick`` (in ``laser.bon``): for best-of-n selection, where only
+  the chosen RM's top-scored sample matters: the peers' consensus score / the gold score of it.
 - ``RewardGain``: change of the chosen RM's mean reward on a fixed held-out probe batch
   (greedy completions before vs after the update). Costs two probe generations and two RM
   passes per step, counted in the RM cost.
@@ -199,9 +201,8 @@ class GoldAgreement(_Signal):
     def __init__(self, checker: Checker) -> None:
         self.checker = checker
 
-    def after(
-        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
-    ) -> Feedback:
+    def gold(self, batch: ArmBatch) -> torch.Tensor:
+        """(N,) the checker's score of the RM's samples (0 elsewhere)."""
         idx = batch.samples
         columns = {k: [v[i] for i in idx] for k, v in batch.metadata.items()}
         values = self.checker(
@@ -209,7 +210,12 @@ class GoldAgreement(_Signal):
         )
         gold = torch.zeros(len(batch.completions))
         gold[idx] = torch.as_tensor([float(v) for v in values])
-        return pairwise_agreement(batch.rewards, gold, batch.prompt_samples())
+        return gold
+
+    def after(
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
+    ) -> Feedback:
+        return pairwise_agreement(batch.rewards, self.gold(batch), batch.prompt_samples())
 
 
 class MajorityAgreement(_Signal):
@@ -286,6 +292,14 @@ class ConsensusAgreement(_Signal):
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
+        consensus, groups = self.consensus(rm, batch)
+        return pairwise_agreement(batch.rewards, consensus, groups) if groups else {}
+
+    def consensus(
+        self, rm: RewardModel, batch: ArmBatch
+    ) -> tuple[torch.Tensor, dict[int, list[int]]]:
+        """(N,) the peers' mean per-prompt z-score of each audited sample, and the audited
+        prompts' samples (empty when nothing was audited or no peer could score)."""
         groups = {
             p: idx
             for p, idx in batch.prompt_samples().items()
@@ -293,7 +307,7 @@ class ConsensusAgreement(_Signal):
         }
         idx = [i for members in groups.values() for i in members]
         if not idx:
-            return {}
+            return torch.zeros(len(batch.completions)), {}
         columns = {k: [v[i] for i in idx] for k, v in batch.metadata.items()}
         prompts, completions = [batch.texts[i] for i in idx], [batch.completions[i] for i in idx]
         consensus, peers = torch.zeros(len(batch.completions)), 0
@@ -308,9 +322,7 @@ class ConsensusAgreement(_Signal):
                 continue
             consensus += group_zscores(scores, list(groups.values()))
             peers += 1
-        if peers == 0:
-            return {}
-        return pairwise_agreement(batch.rewards, consensus / peers, groups)
+        return (consensus / peers, groups) if peers else (consensus, {})
 
 
 class _ProbeSignal(_Signal):
