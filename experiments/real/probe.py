@@ -1,6 +1,7 @@
-"""Starting accuracy of the real-model world's policy per domain: greedy and sampled.
+"""Starting accuracy of the real-model world's policy per domain: greedy and sampled, on the
+held-out split, with the loop's sampler (``generate_rollout``) and the tasks' gold checkers.
 
-python experiments/real/probe.py [--n 48] [--samples 4] [--temperature 1.0] [--tokens 24]
+python experiments/real/probe.py [--n 48] [--samples 4] [--temperature 0.7] [--tokens 16]
 """
 
 from __future__ import annotations
@@ -11,44 +12,20 @@ from collections import defaultdict
 
 import torch
 
+from experiments.real.world import real_world
 from laser.evaluation import greedy_completions
 from laser.policy.rollout import generate_rollout
-from laser.world.external import ExternalConfig, ExternalWorld, RMSource, TaskSource
-
-
-def real_world_config() -> ExternalConfig:
-    from pathlib import Path
-
-    from laser.gguf import SMOLLM2
-
-    data = Path(__file__).parent / "data"
-    kinds = {
-        "next": "gsm8k",
-        "add": "gsm8k",
-        "larger": "multiple_choice",
-        "antonym": "multiple_choice",
-    }
-    tasks = [
-        TaskSource(kind=k, source=str(data / f"{d}.jsonl"), domain=d) for d, k in kinds.items()
-    ]
-    return ExternalConfig(
-        policy=SMOLLM2,
-        reward_models={"x": RMSource(source="unused")},
-        tasks=tasks,
-        chat_template=True,
-        torch_dtype="float32",
-    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--samples", type=int, default=4)
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--tokens", type=int, default=24)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--tokens", type=int, default=16)
     args = ap.parse_args()
     torch.manual_seed(0)
-    world = ExternalWorld(real_world_config())
+    world = real_world("external.report=null")
     tok, policy, task = world.tokenizer(), world.policy(), world.task()
     examples = task.examples("eval", args.n, seed=0)
     t = time.time()
