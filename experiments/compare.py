@@ -71,10 +71,20 @@ def method_kind(train_cfg: DictConfig) -> str:
     return {"FixedArm": "fixed", "DomainRouter": "oracle"}.get(target, "selector")
 
 
+def world_of(train: Any, cache_dir: str, progress: bool = False) -> Any:
+    """The run's world as far as the report needs it: an external world (its report file; no
+    model is loaded) or the built-in one (built once, then reused from the cache)."""
+    from laser.world import prepare_world
+    from laser.world.external import ExternalWorld
+
+    if train.external is not None:
+        return ExternalWorld(train.external, cache_dir)
+    return prepare_world(train.world, cache_dir, progress=progress)
+
+
 def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     """One (method, seed) run; returns and writes its summary."""
     from laser.build import best_rm_per_domain, build_logger, build_loop, check_feedback, typed
-    from laser.world import prepare_world
 
     overrides = train_overrides(cfg, cfg.method, cfg.seed, output_dir)
     train_cfg = compose(config_name="train", overrides=overrides)
@@ -85,7 +95,7 @@ def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
         summary = {**head, "refused": str(exc), "overrides": overrides}
         (Path(output_dir) / SUMMARY).write_text(json.dumps(summary))
         return summary
-    world = prepare_world(typed(train_cfg).world, cfg.cache_dir, progress=False)  # cached
+    world = world_of(typed(train_cfg), cfg.cache_dir)
     logger = build_logger(train_cfg.logger)
     recorder = Recorder()
     start = time.perf_counter()
@@ -107,8 +117,11 @@ def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
         "steps": loop.step_count,
         "pool": pool,
         "domains": domains,
-        "best_rm": dict(zip(domains, best_rm_per_domain(world, world.reward_model_names, domains))),
-        "rm_domain_accuracy": world.summary["rm_domain_accuracy"],
+        # an external world without a report has no per-domain quality: no routing accuracy
+        "best_rm": dict(zip(domains, best_rm_per_domain(world, world.reward_model_names, domains)))
+        if world.summary
+        else {},
+        "rm_domain_accuracy": world.summary.get("rm_domain_accuracy", {}),
         "kind": method_kind(train_cfg),
         "final": {"mean": final.accuracy}
         | {d: final.metrics[f"task/{d}/accuracy"] for d in domains},
@@ -154,14 +167,13 @@ class CompareCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from laser.build import typed
-        from laser.world import prepare_world
 
         sweep_dir = config.hydra.sweep.dir
         overrides = [*config.train, *config.extra, f"cache_dir={config.cache_dir}"]
         overrides.append(f"output_dir={sweep_dir}")
         train_cfg = compose(config_name="train", overrides=overrides)
-        world = prepare_world(typed(train_cfg).world, config.cache_dir, progress=True)
-        print(world.summary["report"])
+        world = world_of(typed(train_cfg), config.cache_dir, progress=True)
+        print(world.summary.get("report") or f"external world: {world.cfg.policy}")
         self.bar = tqdm(total=sweep_size(config), desc="laser-compare jobs", unit="job")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:

@@ -29,6 +29,8 @@ def routing_accuracy(
     if tier > 0 and not matrix:
         return None  # best tier needs the world's report
     best = summary["best_rm"]
+    if not best:  # an external world without a report: no best RM to measure against
+        return None
     first = math.ceil(warmup * len(summary["routes"]))
     right = total = 0
     steps = summary["routes"][:first] if early else summary["routes"][first:]

@@ -81,6 +81,40 @@ def test_routing_accuracy_counts_after_warmup_only():
     # the cold start alone: ceil(0.2 * 3) = 1 step, 0 of 8 right; 0.5 -> 2 steps, 7 of 16
     assert routing_accuracy(summary, warmup=0.2, early=True) == 0.0
     assert routing_accuracy(summary, warmup=0.5, early=True) == pytest.approx(7 / 16)
+    # an external world without a report: no best RM, so no routing accuracy (not a crash)
+    assert routing_accuracy({**summary, "best_rm": {}}, 0.2) is None
+
+
+def test_an_external_world_is_reported_from_its_own_report_not_the_built_in_world(tmp_path):
+    """laser-compare on an external world reads the RM quality from the world's report file
+    (external.report), and builds no built-in world."""
+    import json
+
+    from experiments.compare import world_of
+    from laser.build import best_rm_per_domain, typed
+    from laser.cli import compose_train
+
+    matrix = {
+        "numeric": {"next": 0.9, "add": 0.8, "larger": 0.4, "antonym": 0.6},
+        "choice": {"next": 0.5, "add": 0.5, "larger": 0.9, "antonym": 0.8},
+        "noisy": {"next": 0.5, "add": 0.5, "larger": 0.6, "antonym": 0.5},
+        "verbose": {"next": 0.5, "add": 0.5, "larger": 0.6, "antonym": 0.5},
+    }
+    (tmp_path / "r.json").write_text(json.dumps({"rm_domain_accuracy": matrix}))
+    cache = tmp_path / "cache"
+    train = typed(
+        compose_train(
+            [
+                "experiment=real_smollm2",
+                f"external.report={tmp_path / 'r.json'}",
+                f"cache_dir={cache}",
+            ]
+        )
+    )
+    world = world_of(train, str(cache))
+    assert world.summary["rm_domain_accuracy"] == matrix and not cache.exists()
+    best = best_rm_per_domain(world, world.reward_model_names, ["next", "larger"])
+    assert best == ["numeric", "choice"]
 
 
 def test_domain_router_routes_by_domain_and_keeps_its_state():

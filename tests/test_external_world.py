@@ -235,3 +235,27 @@ def test_prompt_tasks_need_a_judge_outside_the_pool():
     gsm = [TaskSource(kind="gsm8k", source="g.jsonl", where={"x": 1})]
     with pytest.raises(ValueError, match="where is only supported by kind 'prompts'"):
         ExternalWorld(ExternalConfig(policy="p", reward_models=rms, tasks=gsm))
+
+
+def test_an_external_report_must_rate_every_rm_on_the_same_domains(tmp_path):
+    rms = {"a": RMSource(source="x"), "b": RMSource(source="y")}
+    tasks = [TaskSource(source="t.jsonl")]
+
+    def world(report):
+        return ExternalWorld(
+            ExternalConfig(policy="p", reward_models=rms, tasks=tasks, report=report)
+        )
+
+    with pytest.raises(FileNotFoundError, match="external.report"):
+        world(str(tmp_path / "absent.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="no rm_domain_accuracy"):
+        world(str(bad))
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"rm_domain_accuracy": {"a": {"d": 0.9}}}))
+    with pytest.raises(ValueError, match=r"missing RMs \['b'\]"):
+        world(str(partial))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"rm_domain_accuracy": {"a": {"d": 0.9}, "b": {"d": 0.6}}}))
+    assert world(str(good)).summary["rm_domain_accuracy"]["b"] == {"d": 0.6}
