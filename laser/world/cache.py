@@ -43,7 +43,7 @@ def config_key(config: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -53,7 +53,7 @@ def _sha256(path: Path) -> str:
 
 def write_manifest(entry: Path, meta: dict[str, Any] | None = None) -> None:
     files = {
-        str(p.relative_to(entry)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        str(p.relative_to(entry)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
         for p in sorted(entry.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
@@ -73,7 +73,7 @@ def verify(entry: Path) -> str | None:
         path = entry / name
         if not path.is_file():
             return f"missing {name}"
-        if path.stat().st_size != info["size"] or _sha256(path) != info["sha256"]:
+        if path.stat().st_size != info["size"] or sha256_file(path) != info["sha256"]:
             return f"{name} does not match its checksum"
     return None
 
