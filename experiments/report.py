@@ -146,8 +146,8 @@ def markdown(
         "",
         f"Routing accuracy: share of prompts sent to the RM with the best held-out pairwise "
         f"accuracy on their domain; chance is 1/K = {1 / k:.2f}. Best-tier routing: to any RM "
-        f"within {TIER} of that best (two experts per domain are equally good in the default "
-        "world's report, so both count).",
+        f"within {TIER} of that best (in the built-in world two experts per domain are equally "
+        "good, so both count).",
         "",
         f"Paired comparisons of {reference} (same seeds, same eval prompts): difference in mean "
         "accuracy with a 95% bootstrap CI over eval prompts (stratified by seed and domain), the "

@@ -265,3 +265,10 @@ def test_goals_are_measured_not_assumed():
     worse = [dict(s, routes=[{"d1|b": 1, "d2|b": 1}] * 10) for s in summaries]
     rows = by_key(goal_rows(worse, "laser", 0.2))
     assert not rows["routing"]["met"] and "0.50" in rows["routing"]["measured"]
+    # an oracle that gained nothing: the goal is unmet and says why (it printed "nan%")
+    flat = [
+        dict(s, final={**s["final"], "mean": 0.5}) if s["method"] == "oracle" else s
+        for s in summaries
+    ]
+    rows = by_key(goal_rows(flat, "laser", 0.2))
+    assert not rows["oracle"]["met"] and "oracle gained nothing" in rows["oracle"]["measured"]
