@@ -71,10 +71,10 @@ def run(setting: str, args) -> dict:
 
     from experiments.real.world import real_world
     from laser.bandits import LinUCB
-    from laser.build import best_overall
     from laser.features import Projected, SentenceEncoder, minilm_path
     from laser.feedback import ConsensusAgreement
     from laser.integrations import LaserRewardSelector
+    from laser.world.quality import best_overall
 
     torch.manual_seed(args.seed)
     world = real_world()

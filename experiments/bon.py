@@ -179,7 +179,7 @@ def summary(setup: SeedSetup, name: str, kind: str, outcomes: list[float], **ext
     """The per-(method, seed) record: ``experiments.report``'s summary schema (so its routing
     accuracy and paired statistics apply) plus the per-prompt routes."""
     from experiments.stats import macro_mean
-    from laser.build import best_rm_per_domain
+    from laser.world.quality import best_rm_per_domain
 
     domains = list(setup.task.domains)
     per_prompt = [e.domain for e in setup.candidates.examples]

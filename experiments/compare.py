@@ -71,20 +71,10 @@ def method_kind(train_cfg: DictConfig) -> str:
     return {"FixedArm": "fixed", "DomainRouter": "oracle"}.get(target, "selector")
 
 
-def world_of(train: Any, cache_dir: str, progress: bool = False) -> Any:
-    """The run's world as far as the report needs it: an external world (its report file; no
-    model is loaded) or the built-in one (built once, then reused from the cache)."""
-    from laser.world import prepare_world
-    from laser.world.external import ExternalWorld
-
-    if train.external is not None:
-        return ExternalWorld(train.external, cache_dir)
-    return prepare_world(train.world, cache_dir, progress=progress)
-
-
 def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     """One (method, seed) run; returns and writes its summary."""
-    from laser.build import best_rm_per_domain, build_logger, build_loop, check_feedback, typed
+    from laser.build import build_logger, build_loop, check_feedback, open_world, typed
+    from laser.world.quality import best_rm_per_domain
 
     overrides = train_overrides(cfg, cfg.method, cfg.seed, output_dir)
     train_cfg = compose(config_name="train", overrides=overrides)
@@ -95,7 +85,7 @@ def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
         summary = {**head, "refused": str(exc), "overrides": overrides}
         (Path(output_dir) / SUMMARY).write_text(json.dumps(summary))
         return summary
-    world = world_of(typed(train_cfg), cfg.cache_dir)
+    world = open_world(typed(train_cfg), progress=False)
     logger = build_logger(train_cfg.logger)
     recorder = Recorder()
     start = time.perf_counter()
@@ -166,13 +156,13 @@ class CompareCallback(Callback):
         self.bar: tqdm | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from laser.build import typed
+        from laser.build import open_world, typed
 
         sweep_dir = config.hydra.sweep.dir
         overrides = [*config.train, *config.extra, f"cache_dir={config.cache_dir}"]
         overrides.append(f"output_dir={sweep_dir}")
         train_cfg = compose(config_name="train", overrides=overrides)
-        world = world_of(typed(train_cfg), config.cache_dir, progress=True)
+        world = open_world(typed(train_cfg), progress=True)
         print(world.summary.get("report") or f"external world: {world.cfg.policy}")
         self.bar = tqdm(total=sweep_size(config), desc="laser-compare jobs", unit="job")
 

@@ -44,6 +44,7 @@ from laser.routing import PerBatch, PerPrompt, Router
 from laser.world import prepare_world
 from laser.world.external import ExternalWorld
 from laser.world.prepare import make_suite
+from laser.world.quality import best_overall, best_rm_per_domain
 
 ENSEMBLES = {
     "mean": MeanEnsemble,
@@ -206,26 +207,6 @@ def build_selector(
         raise ValueError(f"bandit={node._target_.rsplit('.', 1)[-1]}: {cause}") from exc
 
 
-def best_rm_per_domain(world, names: list[str], domains: list[str]) -> list[str]:
-    """For each domain, the RM among ``names`` with the best held-out pairwise accuracy there
-    (the world's report): what the oracle router and routing accuracy measure against."""
-    matrix = world.summary["rm_domain_accuracy"]
-    missing = [n for n in names if n not in matrix]
-    if missing:
-        raise ValueError(f"the world's report has no accuracy for RM(s) {missing}")
-    return [max(names, key=lambda n: matrix[n][d]) for d in domains]
-
-
-def best_overall(world, names: list[str]) -> str:
-    """The RM with the best mean held-out pairwise accuracy over the world's domains: the one
-    a user would pick up front by its benchmark score (``bandit.arm=best``)."""
-    matrix = world.summary.get("rm_domain_accuracy") or {}
-    missing = [n for n in names if n not in matrix]
-    if missing:
-        raise ValueError(f"bandit.arm=best needs the world's report; it has no RM(s) {missing}")
-    return max(names, key=lambda n: sum(matrix[n].values()) / len(matrix[n]))
-
-
 def oracle_routes(world, names: list[str], featurizer) -> list[int]:
     """The oracle router's arm per domain (it reads the domain from its one-hot context)."""
     domains = getattr(featurizer, "domains", None)
@@ -278,13 +259,22 @@ def build_logger(node: Any, resume_step: int | None = None):
     return instantiate(node, resume_step=resume_step)
 
 
-def load_world(config: TrainConfig):
-    """(world, task): the built-in world (built or reused from the cache), or an external one
-    (``external``: existing models and datasets)."""
+def open_world(config: TrainConfig, progress: bool | None = None):
+    """The world alone: an external one (no model loads until used; its report, if any, read)
+    or the built-in one (built once, then reused from the cache). ``progress`` defaults to the
+    run's."""
     if config.external is not None:
-        world = ExternalWorld(config.external, config.cache_dir)
+        return ExternalWorld(config.external, config.cache_dir)
+    shown = config.progress if progress is None else progress
+    return prepare_world(config.world, config.cache_dir, progress=shown)
+
+
+def load_world(config: TrainConfig):
+    """(world, task): :func:`open_world` and its task (an external world's tasks, with the
+    judge of open-ended ones placed like the pool's RMs; the built-in suite)."""
+    world = open_world(config)
+    if config.external is not None:
         return world, world.task(**rm_placement(config))
-    world = prepare_world(config.world, config.cache_dir, progress=config.progress)
     return world, make_suite(config.world)
 
 

@@ -90,9 +90,9 @@ def test_an_external_world_is_reported_from_its_own_report_not_the_built_in_worl
     (external.report), and builds no built-in world."""
     import json
 
-    from experiments.compare import world_of
-    from laser.build import best_rm_per_domain, typed
+    from laser.build import open_world, typed
     from laser.cli import compose_train
+    from laser.world.quality import best_rm_per_domain
 
     matrix = {
         "numeric": {"next": 0.9, "add": 0.8, "larger": 0.4, "antonym": 0.6},
@@ -111,7 +111,7 @@ def test_an_external_world_is_reported_from_its_own_report_not_the_built_in_worl
             ]
         )
     )
-    world = world_of(train, str(cache))
+    world = open_world(train)
     assert world.summary["rm_domain_accuracy"] == matrix and not cache.exists()
     best = best_rm_per_domain(world, world.reward_model_names, ["next", "larger"])
     assert best == ["numeric", "choice"]

@@ -1,0 +1,25 @@
+"""Each RM's quality per domain, read from a world's report (the built-in world's own, or an
+external world's ``external.report``): what the oracle router, ``bandit.arm=best`` and the
+routing accuracy measure against."""
+
+from __future__ import annotations
+
+
+def best_rm_per_domain(world, names: list[str], domains: list[str]) -> list[str]:
+    """For each domain, the RM among ``names`` with the best held-out pairwise accuracy there
+    (the world's report): what the oracle router and routing accuracy measure against."""
+    matrix = world.summary["rm_domain_accuracy"]
+    missing = [n for n in names if n not in matrix]
+    if missing:
+        raise ValueError(f"the world's report has no accuracy for RM(s) {missing}")
+    return [max(names, key=lambda n: matrix[n][d]) for d in domains]
+
+
+def best_overall(world, names: list[str]) -> str:
+    """The RM with the best mean held-out pairwise accuracy over the world's domains: the one
+    a user would pick up front by its benchmark score (``bandit.arm=best``)."""
+    matrix = world.summary.get("rm_domain_accuracy") or {}
+    missing = [n for n in names if n not in matrix]
+    if missing:
+        raise ValueError(f"bandit.arm=best needs the world's report; it has no RM(s) {missing}")
+    return max(names, key=lambda n: sum(matrix[n].values()) / len(matrix[n]))
