@@ -96,9 +96,13 @@ def converted(source: str | Path, cache_dir: str | Path, progress: bool = True) 
 
     gguf = gguf_path(source)
     key = f"gguf-{sha256_file(gguf)[:16]}-t{transformers.__version__}-f{FORMAT}"
-    if progress:
-        print(f"GGUF {gguf.name}: using the converted copy under {cache_dir} (built once)")
-    entry, _ = cached_build(Path(cache_dir) / "gguf", key, lambda out: convert(gguf, out))
+
+    def build(out: Path) -> dict[str, str]:
+        if progress:  # said only when it happens: later runs reuse the copy silently
+            print(f"GGUF {gguf.name}: converting once into an HF folder under {cache_dir}")
+        return convert(gguf, out)
+
+    entry, _ = cached_build(Path(cache_dir) / "gguf", key, build)
     return entry
 
 

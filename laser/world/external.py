@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from laser.gguf import PACKAGE_PREFIX, is_gguf, local_model
+from laser.gguf import local_model
 from laser.rewards import HFRewardModel, LikelihoodRewardModel
 from laser.rewards.data import load_rows
 from laser.tasks.chat import ChatTemplateTask
@@ -53,10 +53,9 @@ def resolve(source: str, cache_dir: str | Path = DEFAULT_CACHE) -> str:
     """A local directory as is; a GGUF file (a path or ``package:<module>/<file>.gguf``) to
     its converted, cached folder (laser/gguf.py); a hub id to its downloaded snapshot (never
     downloads)."""
-    if is_gguf(source) or source.startswith(PACKAGE_PREFIX):
-        return local_model(source, cache_dir)
-    if Path(source).exists():
-        return source
+    local = local_model(source, cache_dir)  # GGUF and package: sources; others unchanged
+    if Path(local).exists():
+        return local
     try:
         from huggingface_hub import snapshot_download
 
