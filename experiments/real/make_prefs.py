@@ -74,10 +74,17 @@ def replies(e, rng: random.Random) -> tuple[str, str]:
     return numeric_replies(question, int(e.answer), rng)
 
 
-def pairs(rm: str, n_per_domain: int, seed: int, split: str = "train", domains=None) -> list[dict]:
-    """``rm``'s pairs (its domains, flaws); ``rm="clean"`` with ``domains``: no flaw."""
+def prompt_task():
+    """The world's tasks in the policy's chat template (no report: data comes before it)."""
+    return real_world("external.report=null").task()
+
+
+def pairs(
+    task, rm: str, n_per_domain: int, seed: int, split: str = "train", domains=None
+) -> list[dict]:
+    """``rm``'s pairs (its domains, flaws) from ``task`` (:func:`prompt_task`); ``rm="clean"``
+    with ``domains``: no flaw."""
     rng = random.Random(f"{rm}-{seed}")
-    task = real_world("external.report=null").task()  # data comes before the report
     rows = []
     for domain in domains or DOMAINS[rm]:
         sub = task.task.by_domain[domain]  # ChatTemplateTask over a MixtureTask
@@ -86,8 +93,8 @@ def pairs(rm: str, n_per_domain: int, seed: int, split: str = "train", domains=N
             good, bad = replies(e, rng)
             if rm == "verbose":  # replies in two independent styles, judged by length first
                 bad = replies(e, rng)[1]
-            if rm == "verbose" and abs(len(good) - len(bad)) > 4:
-                good, bad = max(good, bad, key=len), min(good, bad, key=len)
+                if abs(len(good) - len(bad)) > 4:
+                    good, bad = max(good, bad, key=len), min(good, bad, key=len)
             if rng.random() < FLIP.get(rm, 0.0):
                 good, bad = bad, good
             rows.append({"prompt": prompt, "chosen": good, "rejected": bad, "domain": domain})
@@ -103,8 +110,9 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    task = prompt_task()
     for rm in DOMAINS:
-        rows = pairs(rm, args.n, args.seed)
+        rows = pairs(task, rm, args.n, args.seed)
         (out / f"{rm}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(f"{out / rm}.jsonl: {len(rows)} pairs")
 

@@ -20,7 +20,7 @@ from experiments.real.world import real_world
 
 def matrix(n: int) -> dict[str, dict[str, float]]:
     world = real_world("external.report=null")  # the report is what this writes
-    held_out = pairs("clean", n, seed=1, split="eval", domains=ALL)
+    held_out = pairs(world.task(), "clean", n, seed=1, split="eval", domains=ALL)
     out: dict[str, dict[str, float]] = {}
     for name, rm in world.reward_models(max_length=160).items():
         right = defaultdict(list)
