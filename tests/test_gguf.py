@@ -114,6 +114,7 @@ def test_grpo_with_laser_routing_on_the_real_model(smol, tmp_path):
     on SmolLM2 with LoRA, chat-templated prompts, per-prompt routing; 2 steps."""
     import datasets
     from peft import LoraConfig
+    from test_trl_integration import Constant  # feedback 1.0: the plumbing, not a signal
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
@@ -127,19 +128,6 @@ def test_grpo_with_laser_routing_on_the_real_model(smol, tmp_path):
 
     def says(word):
         return lambda prompts, completions, **kw: [float(word in c.lower()) for c in completions]
-
-    class Constant:  # feedback of 1.0 per decision: this checks the plumbing, not a signal
-        name = "constant"
-
-        @classmethod
-        def check_update(cls, policy):
-            return None
-
-        def before(self, rm):
-            return None
-
-        def after(self, rm, stats, before, batch):
-            return 1.0
 
     pool = {
         "yes_rm": FunctionReward(says("yes"), "yes_rm"),
