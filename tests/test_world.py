@@ -144,3 +144,29 @@ def test_sampled_wrong_answers_are_wrong_and_leave_the_rng_alone(built):
     for e in examples:
         assert all(s.strip() and suite.evaluate(e.prompt, s, e.meta()) < 1 for s in wrong[e.prompt])
     assert sum(map(len, wrong.values())) > 0  # a short SFT leaves the policy making mistakes
+
+
+def test_the_build_runs_on_the_worlds_thread_count_and_restores_the_callers(monkeypatch, tmp_path):
+    """The float reduction order depends on torch's CPU thread count, and the world with it:
+    the build pins ``world.threads`` whatever the caller (or the machine) set, and the thread
+    count is part of the cache key."""
+    import laser.world.prepare as prep
+
+    seen = []
+    monkeypatch.setattr(
+        prep, "build_world", lambda cfg, out, progress: seen.append(torch.get_num_threads()) or {}
+    )
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cfg = small_world()
+        cfg.threads = 1
+        prep.build_pinned(cfg, tmp_path)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    one, two = small_world(), small_world()
+    one.threads = 1
+    assert config_key(one) != config_key(two)
+    with pytest.raises(ValueError, match="world.threads"):
+        WorldConfig(threads=0)

@@ -80,6 +80,14 @@ class WorldConfig:
     heldout_shortcut_share: float = 0.5
     seed: int = 0
     max_length: int = 48
+    # torch CPU threads of the build. Part of the world, not a speed knob: the float reduction
+    # order depends on it, and tiny RMs off their expertise swing with that noise (the 1-thread
+    # build of seed 0 is another world: README). 2 built the committed report.
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"world.threads must be an integer >= 1, got {self.threads!r}")
 
 
 @dataclass

@@ -149,9 +149,20 @@ class World:
         }
 
 
+def build_pinned(cfg: WorldConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+    """:func:`build_world` with torch on ``cfg.threads`` CPU threads, whatever the machine or
+    the caller set (restored afterwards): the same config builds the same world."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return build_world(cfg, out, progress)
+    finally:
+        torch.set_num_threads(before)
+
+
 def prepare_world(cfg: WorldConfig, cache_dir: str | Path, progress: bool = True) -> World:
     """The world for ``cfg`` from the cache, built first if absent, partial or corrupt."""
     entry, reused = cached_build(
-        cache_dir, config_key(cfg), lambda out: build_world(cfg, out, progress)
+        cache_dir, config_key(cfg), lambda out: build_pinned(cfg, out, progress)
     )
     return World(entry, reused, json.loads((entry / "world.json").read_text()))
