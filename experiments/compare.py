@@ -12,6 +12,7 @@ the aggregation reads the files, not in-process return values.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -73,9 +74,12 @@ def method_kind(train_cfg: DictConfig) -> str:
 
 def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     """One (method, seed) run; returns and writes its summary."""
+    import torch
+
     from laser.build import build_logger, build_loop, check_feedback, open_world, typed
     from laser.world.quality import best_rm_per_domain
 
+    torch.set_num_threads(int(cfg.threads))  # fixed per job: numbers independent of the machine
     overrides = train_overrides(cfg, cfg.method, cfg.seed, output_dir)
     train_cfg = compose(config_name="train", overrides=overrides)
     head = {"method": cfg.method, "algo": cfg.algo, "seed": int(cfg.seed)}
@@ -149,11 +153,45 @@ def sweep_size(config: DictConfig) -> int:
     return total
 
 
+class JobCounter:
+    """A progress bar over the sweep's jobs that counts the summaries written since it started:
+    it works with any launcher (in-process, parallel worker processes, a cluster), because
+    every job, wherever it runs, writes its summary into the sweep directory."""
+
+    def __init__(self, sweep_dir: Path, total: int, every: float = 1.0) -> None:
+        self.sweep_dir, self.every, self.started = sweep_dir, every, time.time()
+        self.bar = tqdm(total=total, desc="laser-compare jobs", unit="job")
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def count(self) -> int:
+        return sum(
+            1 for p in self.sweep_dir.rglob(SUMMARY) if p.stat().st_mtime >= self.started - 1
+        )
+
+    def _poll(self) -> None:
+        while not self.done.wait(self.every):
+            done = min(self.count(), self.bar.total)
+            if done != self.bar.n:
+                self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self.bar.update(min(self.count(), self.bar.total) - self.bar.n)
+        self.bar.close()
+
+
 class CompareCallback(Callback):
     """Prepare the world once, show progress over jobs, write the report at the end."""
 
     def __init__(self) -> None:
-        self.bar: tqdm | None = None
+        self.counter: JobCounter | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # parallel launchers pickle the callbacks into each worker: the bar stays here
+        return {**self.__dict__, "counter": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from laser.build import open_world, typed
@@ -164,21 +202,14 @@ class CompareCallback(Callback):
         train_cfg = compose(config_name="train", overrides=overrides)
         world = open_world(typed(train_cfg), progress=True)
         print(world.summary.get("report") or f"external world: {world.cfg.policy}")
-        self.bar = tqdm(total=sweep_size(config), desc="laser-compare jobs", unit="job")
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{config.method} seed {config.seed}")
-
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
+        Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+        self.counter = JobCounter(Path(sweep_dir), sweep_size(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from experiments.report import write_results
 
-        if self.bar is not None:
-            self.bar.close()
+        if self.counter is not None:
+            self.counter.close()
         sweep_dir = Path(config.hydra.sweep.dir)
         summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.rglob(SUMMARY))]
         table = write_results(

@@ -151,7 +151,9 @@ SHRINK = [
 
 def test_laser_compare_end_to_end(tmp_path):
     """The main method list, 2 seeds, 4 steps: table, CSV and plots with every method."""
-    methods = yaml.safe_load((Path(CONF_DIR) / "compare" / "main.yaml").read_text())["methods"]
+    main = yaml.safe_load((Path(CONF_DIR) / "compare" / "main.yaml").read_text())
+    methods = main["hydra"]["sweeper"]["params"]["method"].split(",")  # the swept ones
+    assert set(methods) <= set(main["methods"])
     extra = ",".join(f'"{o}"' for o in SHRINK)
     out = tmp_path / "sweep"
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
@@ -272,3 +274,31 @@ def test_goals_are_measured_not_assumed():
     ]
     rows = by_key(goal_rows(flat, "laser", 0.2))
     assert not rows["oracle"]["met"] and "oracle gained nothing" in rows["oracle"]["measured"]
+
+
+def test_job_counter_counts_summaries_written_by_any_process(tmp_path):
+    """The progress bar counts the jobs' summary files (so it works when jobs run in other
+    processes), not those left by an earlier sweep in the same directory."""
+    import os
+    import pickle
+    import time
+
+    from experiments.compare import SUMMARY, CompareCallback, JobCounter
+
+    old = tmp_path / "old" / SUMMARY
+    old.parent.mkdir()
+    old.write_text("{}")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))  # an earlier sweep's
+    counter = JobCounter(tmp_path, total=3, every=0.05)
+    for job in ("a", "b"):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / SUMMARY).write_text("{}")
+    deadline = time.time() + 5
+    while counter.bar.n < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert counter.bar.n == 2
+    counter.close()
+    assert not counter.thread.is_alive()
+    callback = CompareCallback()
+    callback.counter = counter  # holds a thread and a lock: the pickled copy drops it
+    assert pickle.loads(pickle.dumps(callback)).counter is None
