@@ -13,6 +13,7 @@ from laser.bandits import (
     Bandit,
     EpsilonGreedy,
     FixedArm,
+    LinElim,
     LinTS,
     LinUCB,
     RandomArm,
@@ -27,6 +28,7 @@ FACTORIES = {
     "linucb": lambda: LinUCB(3, DIM, alpha=0.5),
     "linucb_seeded_discounted": lambda: LinUCB(3, DIM, alpha=0.5, gamma=0.9, seed=4),
     "lints": lambda: LinTS(3, DIM, v=0.5, seed=1),
+    "linelim": lambda: LinElim(3, DIM, alpha=0.5, seed=6),
     "exp3": lambda: EXP3(3, gamma=0.2, seed=2),
     "egreedy": lambda: EpsilonGreedy(3, epsilon=0.2, seed=3),
     "egreedy_ctx": lambda: EpsilonGreedy(3, epsilon=0.2, dim=DIM, seed=3),
@@ -225,3 +227,38 @@ def test_gaussian_argmax_grid_rule_matches_adaptive_quadrature():
 
             exact = integrate.quad(f, -12, 12, epsabs=1e-11, limit=200)[0]
             assert abs(probs[a] - exact) < 1e-7
+
+
+def test_linelim_keeps_the_plausibly_best_arms_hand_computed():
+    """x = [1]; arm 0 saw reward 1 100 times, arm 1 reward 0 100 times, arm 2 nothing.
+    A_0 = A_1 = 1 + 100 = 101: theta_0 = 100/101 = 0.990, theta_1 = 0, width = 1/sqrt(101)
+    = 0.0995; arm 2: theta 0, width 1. alpha 1: U = (1.0896, 0.0995, 1.0), L = (0.8906,
+    -0.0995, -1.0); max L = 0.8906, so arm 1 is eliminated and arms 0 and 2 share the draws."""
+    sel = LinElim(3, 1, alpha=1.0, seed=0)
+    x = np.ones(1)
+    for _ in range(100):
+        sel.update(0, x, 1.0)
+        sel.update(1, x, 0.0)
+    np.testing.assert_allclose(sel.probabilities(x), [0.5, 0.0, 0.5])
+    np.testing.assert_allclose(sel.scores(x)[[0, 2]], [100 / 101 + 101**-0.5, 1.0])
+    assert sel.scores(x)[1] == -np.inf
+    picks = np.bincount([sel.select(x) for _ in range(2000)], minlength=3)
+    assert picks[1] == 0 and abs(picks[0] / 2000 - 0.5) < 0.05
+    # cold: every arm is plausible, uniform
+    np.testing.assert_allclose(LinElim(3, 1).probabilities(x), [1 / 3] * 3)
+    # two equally good arms keep sharing a context however long they are played
+    tie = LinElim(3, 1, alpha=1.0, seed=0)
+    for _ in range(500):
+        tie.update(0, x, 1.0)
+        tie.update(1, x, 1.0)
+        tie.update(2, x, 0.0)
+    np.testing.assert_allclose(tie.probabilities(x), [0.5, 0.5, 0.0])
+
+
+def test_linelim_learns_to_drop_the_worse_arms():
+    """Regret against random on a linear problem: elimination keeps only near-best arms."""
+    steps = 1500
+    learned = run_bandit(LinElim(4, 8, alpha=0.5, seed=0), LinearEnv(dim=8, seed=7), steps)
+    random = run_bandit(RandomArm(4, seed=0), LinearEnv(dim=8, seed=7), steps)
+    assert learned.sum() < 0.5 * random.sum()
+    assert learned[-500:].sum() < 0.5 * learned[:500].sum()  # regret per step falls

@@ -8,7 +8,7 @@ from laser.bandits.base import Bandit
 from laser.bandits.baselines import DomainRouter, FixedArm, RandomArm, RoundRobin
 from laser.bandits.classic import UCB1, EpsilonGreedy, MeanArms
 from laser.bandits.exp3 import EXP3
-from laser.bandits.linear import LinTS, LinUCB, gaussian_argmax_probabilities
+from laser.bandits.linear import LinElim, LinTS, LinUCB, gaussian_argmax_probabilities
 from laser.bandits.normalizers import (
     NormalizedBandit,
     Normalizer,
@@ -26,6 +26,7 @@ __all__ = [
     "EpsilonGreedy",
     "DomainRouter",
     "FixedArm",
+    "LinElim",
     "LinTS",
     "LinUCB",
     "MeanArms",

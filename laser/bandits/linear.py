@@ -1,6 +1,7 @@
-"""Contextual linear bandits: LinUCB (optimism) and LinTS (posterior sampling).
+"""Contextual linear bandits: LinUCB (optimism), LinElim (uniform over the arms the confidence
+bounds keep) and LinTS (posterior sampling).
 
-Both share the disjoint ridge estimator :class:`~laser.bandits.ridge.RidgeArms`; they differ
+All share the disjoint ridge estimator :class:`~laser.bandits.ridge.RidgeArms`; they differ
 only in the exploration rule applied to its per-arm (mean, width).
 """
 
@@ -95,6 +96,57 @@ class LinUCB(_LinearBandit):
 
     def probabilities(self, x: Any) -> np.ndarray:
         return argmax_distribution(self.scores(x), random_ties=self.rng is not None)
+
+
+class LinElim(LinUCB):
+    """Contextual action elimination: uniformly at random among the arms that LinUCB's
+    confidence bounds do not rule out (Even-Dar, Mannor & Mansour 2006, "Action elimination
+    and stopping conditions for the multi-armed bandit", in the disjoint linear setting of
+    Li et al. 2010):
+
+        U_k(x) = x . theta_k + alpha * sqrt(x^T A_k^-1 x),   L_k(x) = x . theta_k - alpha * ...
+        P(x)   = {k : U_k(x) >= max_j L_j(x)}                (the plausibly best arms)
+        select(x) ~ Uniform(P(x)),   probabilities(x) = 1[k in P(x)] / |P(x)|
+
+    Why, for reward-model selection: a policy trained on ONE RM learns to exploit that RM's
+    particular errors (reward over-optimisation: Gao et al. 2023, arXiv 2210.10760; Coste et
+    al. 2024, arXiv 2310.02743, where ensembles resist it). LinUCB commits each context to a
+    single RM once the bounds part, even when two RMs are equally good as far as the feedback
+    can tell; this rule keeps sharing such a context among all of them (each prompt still
+    scored by one RM: 1/K of the ensemble's cost) and stops sending it to the RMs whose
+    upper bound falls below another's lower bound. Cold, every arm is plausible: uniform.
+    """
+
+    def __init__(
+        self,
+        num_arms: int,
+        dim: int,
+        alpha: float = 1.0,
+        l2_lambda: float = 1.0,
+        gamma: float = 1.0,
+        seed: int | None = 0,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__(num_arms, dim, alpha, l2_lambda, gamma, seed, device)
+        if self.rng is None:  # the draw among plausible arms needs one
+            self.rng = make_rng(None)
+
+    def plausible(self, x: Any) -> np.ndarray:
+        """(K,) bool: arms whose upper bound reaches the best lower bound."""
+        mean, width = self._predict(x)
+        return mean + self.alpha * width >= (mean - self.alpha * width).max()
+
+    def scores(self, x: Any) -> np.ndarray:
+        """The upper bounds, -inf for eliminated arms (``select`` does not maximise them)."""
+        mean, width = self._predict(x)
+        return np.where(self.plausible(x), mean + self.alpha * width, -np.inf)
+
+    def select(self, x: Any) -> int:
+        return int(self.rng.choice(np.flatnonzero(self.plausible(x))))
+
+    def probabilities(self, x: Any) -> np.ndarray:
+        keep = self.plausible(x)
+        return keep / keep.sum()
 
 
 class LinTS(_LinearBandit):
