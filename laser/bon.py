@@ -180,6 +180,10 @@ class ConsensusPick(ConsensusAgreement):
 
     name = "consensus_pick"
 
+    def __init__(self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0):
+        # graded by the OTHER RMs: the picker's own z-score is highest at its pick
+        super().__init__(pool, audit, seed, reference="others")
+
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:

@@ -175,6 +175,33 @@ def pairwise_agreement(
     return out
 
 
+def margin_agreement(
+    rewards: torch.Tensor, reference: torch.Tensor, groups: dict[Any, list[int]]
+) -> dict[Any, float]:
+    """Per group, pairwise agreement of ``rewards`` with a real-valued ``reference``, each pair
+    weighted by the reference's margin on it:
+
+        A = sum_{a,b: m_ab > 0} m_ab * 1[r_a > r_b] / sum_{a,b: m_ab > 0} m_ab,
+        m_ab = ref_a - ref_b
+
+    (reward ties count half). A consensus of RM scores is sure of few pairs (a correct sample
+    against a wrong one) and guesses on the rest (two wrong samples it scores alike); the
+    unweighted agreement counts the guesses as much as the sure pairs, so an RM that shares
+    the pool's arbitrary order among wrong samples scores like one that finds the right one.
+    Margins of z-scores are on a common scale, so the weights mean the same across prompts.
+    Groups where the reference is flat carry no information and are left out."""
+    out = {}
+    for key, idx in groups.items():
+        r, ref = rewards[idx].double(), reference[idx].double()
+        margin = (ref[:, None] - ref[None, :]).clamp_min(0.0)  # (n, n): a over b
+        if not float(margin.sum()) > 0:
+            continue
+        diff = r[:, None] - r[None, :]
+        agree = (diff > 0).double() + 0.5 * (diff == 0).double()
+        out[key] = float((margin * agree).sum() / margin.sum())
+    return out
+
+
 def task_checker(task: Task) -> Checker:
     """A task's gold checker with the TRL reward-function signature."""
 
@@ -262,6 +289,15 @@ def group_zscores(values: torch.Tensor, groups: list[list[int]]) -> torch.Tensor
     return out
 
 
+def consensus_reference(scores: list[torch.Tensor], groups: dict[Any, list[int]]) -> torch.Tensor:
+    """The mean over RMs of their per-prompt z-scored scores (each ``(N,)``; 0 outside
+    ``groups``): the pool's consensus ranking, each RM weighted alike whatever its scale."""
+    if not scores:
+        raise ValueError("consensus_reference needs at least one RM's scores")
+    members = list(groups.values())
+    return torch.stack([group_zscores(s, members) for s in scores]).mean(0)
+
+
 def audited(prompt: str, share: float, seed: int) -> bool:
     """A fixed pseudo-random ``share`` of prompts, by a hash of (seed, prompt): stateless, so
     a resumed run audits the same prompts as an uninterrupted one."""
@@ -271,35 +307,66 @@ def audited(prompt: str, share: float, seed: int) -> bool:
 
 class ConsensusAgreement(_Signal):
     """Per audited prompt: how well the chosen RM's ranking of the prompt's samples agrees
-    with the consensus of the OTHER RMs of the pool (the mean of their per-prompt z-scored
-    scores), on a fixed ``audit`` share of the prompts.
+    with the pool's consensus (the mean of per-prompt z-scored scores), on a fixed ``audit``
+    share of the prompts.
 
     Unsupervised reliability from agreement (Dawid & Skene 1979; Platanios et al. 2014,
     "Estimating accuracy from unlabeled data"): with conditionally independent errors the
-    expected agreement of RM k with the others rises with k's accuracy whenever the others
-    beat chance on average. The peers' forward passes are real RM cost, counted in
-    ``cost/rm_forward_samples`` (about ``audit * (K - 1)`` extra passes per sample). Its blind
-    spot: a bias most of the pool shares (Eisenstein et al. 2023, "Helping or herding?") wins.
+    expected agreement of RM k with the consensus rises with k's accuracy whenever the pool
+    beats chance on average. ``reference`` says which consensus:
+
+    - ``pool`` (default): every RM of the pool, the chosen one included. Every arm of a prompt
+      is graded against the SAME reference, so arms compare fairly; each RM's own 1/K share
+      of the reference lifts every arm alike.
+    - ``others``: the leave-one-out consensus of the OTHER RMs. Its reference changes with the
+      arm graded, and is worst exactly when a good RM is graded (a good RM is then missing
+      from it) and best when a weak one is: on a domain with two good RMs, a noisy generalist
+      can out-agree the best expert (``python -m experiments.signal_bias`` measures it).
+
+    ``weight``: ``margin`` (default) weights each sample pair by the consensus's margin on it
+    (:func:`margin_agreement`), so the pairs the pool is sure of decide; ``none`` counts every
+    pair alike (:func:`pairwise_agreement`).
+
+    The peers' forward passes are real RM cost, counted in ``cost/rm_forward_samples`` (about
+    ``audit * (K - 1)`` extra passes per sample). Its blind spot: a bias most of the pool
+    shares (Eisenstein et al. 2023, "Helping or herding?") wins.
     """
 
     name = "consensus_agreement"
+    REFERENCES = ("pool", "others")
+    WEIGHTS = ("margin", "none")
 
-    def __init__(self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0):
+    def __init__(
+        self,
+        pool: dict[str, RewardModel],
+        audit: float = 0.25,
+        seed: int = 0,
+        reference: str = "pool",
+        weight: str = "margin",
+    ):
         if not 0.0 < audit <= 1.0:
             raise ValueError(f"audit must lie in (0, 1], got {audit}")
+        if reference not in self.REFERENCES:
+            raise ValueError(f"reference must be one of {self.REFERENCES}, got {reference!r}")
+        if weight not in self.WEIGHTS:
+            raise ValueError(f"weight must be one of {self.WEIGHTS}, got {weight!r}")
         self.pool, self.audit, self.seed = pool, audit, seed
+        self.reference, self.weight = reference, weight
 
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
         consensus, groups = self.consensus(rm, batch)
-        return pairwise_agreement(batch.rewards, consensus, groups) if groups else {}
+        if not groups:
+            return {}
+        agreement = margin_agreement if self.weight == "margin" else pairwise_agreement
+        return agreement(batch.rewards, consensus, groups)
 
     def consensus(
         self, rm: RewardModel, batch: ArmBatch
     ) -> tuple[torch.Tensor, dict[int, list[int]]]:
-        """(N,) the peers' mean per-prompt z-score of each audited sample, and the audited
-        prompts' samples (empty when nothing was audited or no peer could score)."""
+        """(N,) the reference's mean per-prompt z-score of each audited sample, and the
+        audited prompts' samples (empty when nothing was audited or no peer could score)."""
         groups = {
             p: idx
             for p, idx in batch.prompt_samples().items()
@@ -310,7 +377,7 @@ class ConsensusAgreement(_Signal):
             return torch.zeros(len(batch.completions)), {}
         columns = {k: [v[i] for i in idx] for k, v in batch.metadata.items()}
         prompts, completions = [batch.texts[i] for i in idx], [batch.completions[i] for i in idx]
-        consensus, peers = torch.zeros(len(batch.completions)), 0
+        peers: list[torch.Tensor] = []
         for name, peer in self.pool.items():
             if peer is rm:
                 continue
@@ -320,9 +387,11 @@ class ConsensusAgreement(_Signal):
             except RewardModelError as exc:  # a broken peer abstains; it is not rm's fault
                 tqdm.write(f"consensus_agreement: peer {name!r} skipped: {exc}")
                 continue
-            consensus += group_zscores(scores, list(groups.values()))
-            peers += 1
-        return (consensus / peers, groups) if peers else (consensus, {})
+            peers.append(scores)
+        if not peers:  # nobody to agree with: the RM's own scores are no evidence
+            return torch.zeros(len(batch.completions)), {}
+        own = [batch.rewards.float()] if self.reference == "pool" else []
+        return consensus_reference(own + peers, groups), groups
 
 
 class _ProbeSignal(_Signal):

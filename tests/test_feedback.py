@@ -160,16 +160,65 @@ def test_consensus_agreement_hand_computed_and_counts_the_peers_passes():
     invert = fixed({"a": 0.0, "b": 1.0, "c": 2.0})  # reverse order
     rewards = torch.tensor([3.0, 2.0, 1.0])
     batch = arm_batch([0], [0, 1, 2], ["a", "b", "c"], [0, 0, 0], [""] * 3, rewards)
-    both = ConsensusAgreement({"me": chosen, "p": agree, "q": invert}, audit=1.0)
+    rms = {"me": chosen, "p": agree, "q": invert}
+    both = ConsensusAgreement(rms, audit=1.0, reference="others")
     # consensus = mean of the peers' z-scores: agree z = (+1.22, 0, -1.22), invert the
     # opposite -> all 0: no pair differs, no information
     assert both.after(chosen, stats(), None, batch) == {}
-    one = ConsensusAgreement({"me": chosen, "p": agree}, audit=1.0)
+    one = ConsensusAgreement({"me": chosen, "p": agree}, audit=1.0, reference="others")
     assert one.after(chosen, stats(), None, batch) == {0: 1.0}
-    against = ConsensusAgreement({"me": chosen, "q": invert}, audit=1.0)
+    against = ConsensusAgreement({"me": chosen, "q": invert}, audit=1.0, reference="others")
     assert against.after(chosen, stats(), None, batch) == {0: 0.0}
     assert agree.forward_samples == 3 + 3 and invert.forward_samples == 3 + 3  # counted
     assert chosen.forward_samples == 0  # the chosen RM is not scored again
     # audit share 0+: no prompt audited, no peer pass
     none = ConsensusAgreement({"me": chosen, "p": agree}, audit=1e-12)
     assert none.after(chosen, stats(), None, batch) == {} and agree.forward_samples == 6
+
+
+def test_consensus_against_the_whole_pool_grades_every_arm_by_one_reference():
+    """reference=pool: the chosen RM's own z-scores join the peers', so every arm of a prompt
+    is graded against the same consensus (hand-computed), unlike the leave-one-out one."""
+    from laser.feedback import ConsensusAgreement, consensus_reference
+    from laser.rewards import FunctionReward
+
+    def fixed(values):
+        return FunctionReward(lambda prompts, completions, **kw: [values[c] for c in completions])
+
+    values = {
+        "me": {"a": 3.0, "b": 2.0, "c": 1.0},  # z = (+1.22, 0, -1.22)
+        "p": {"a": 1.0, "b": 0.5, "c": 0.0},  # the same order, another scale: the same z
+        "q": {"a": 0.0, "b": 1.0, "c": 2.0},  # the reverse order: z = (-1.22, 0, +1.22)
+    }
+    rms = {name: fixed(v) for name, v in values.items()}
+    signal = ConsensusAgreement(rms, audit=1.0)  # reference=pool is the default
+    # pool consensus = (z_me + z_p + z_q) / 3 = z_me / 3 = (+0.41, 0, -0.41), whoever is graded
+    for name, expected in (("me", 1.0), ("p", 1.0), ("q", 0.0)):
+        rewards = torch.tensor([values[name][c] for c in "abc"])
+        batch = arm_batch([0], [0, 1, 2], ["a", "b", "c"], [0, 0, 0], [""] * 3, rewards)
+        assert signal.after(rms[name], stats(), None, batch) == {0: expected}
+    z = torch.tensor([1.0, 0.0, -1.0]) * (1.5**0.5)
+    ref = consensus_reference([z, z, -z], {0: [0, 1, 2]})
+    assert torch.allclose(ref, z / 3, atol=1e-6)
+    with pytest.raises(ValueError, match="reference"):
+        ConsensusAgreement(rms, reference="everyone")
+    with pytest.raises(ValueError, match="at least one"):
+        consensus_reference([], {0: [0]})
+
+
+def test_margin_agreement_weights_each_pair_by_the_reference_margin():
+    from laser.feedback import margin_agreement, pairwise_agreement
+
+    ref = torch.tensor([2.0, 1.0, 0.0, 5.0, 5.0])  # prompt 0: samples 0-2; prompt 1: flat
+    groups = {0: [0, 1, 2], 1: [3, 4]}
+    rewards = torch.tensor([3.0, 1.0, 2.0, 0.0, 1.0])  # a > c > b
+    # pairs (a,b) margin 1 agree, (a,c) margin 2 agree, (b,c) margin 1 disagree: 3/4;
+    # unweighted 2/3; the flat prompt carries no information
+    assert margin_agreement(rewards, ref, groups) == {0: pytest.approx(0.75)}
+    assert pairwise_agreement(rewards, ref, groups) == {0: pytest.approx(2 / 3)}
+    tied = torch.tensor([3.0, 1.0, 1.0, 0.0, 0.0])  # b == c: that pair counts half
+    assert margin_agreement(tied, ref, groups) == {0: pytest.approx(3.5 / 4)}
+    with pytest.raises(ValueError, match="weight"):
+        from laser.feedback import ConsensusAgreement
+
+        ConsensusAgreement({}, weight="square")
