@@ -13,7 +13,10 @@ the pool, and reports per (domain, RM):
 - ``pool``: agreement with the consensus of the whole pool, the RM itself included
   (``reference=pool weight=none``): the same reference for every arm of a prompt;
 - ``pool_margin``: the same, each sample pair weighted by the consensus's margin on it
-  (``reference=pool weight=margin``, the default now).
+  (``reference=pool weight=margin``);
+- ``spectral``: the RM's reliability 2p - 1 from the rank-one fit of the pool's agreement
+  matrix (``spectral_agreement``, laser/spectral.py), on a different scale: only its order
+  of the RMs compares.
 
 and, per domain, whether each signal's best RM is a best-tier RM by gold. A signal whose
 reference changes with the arm it grades can misrank arms: dropping a good RM from the
@@ -29,26 +32,29 @@ from pathlib import Path
 import torch
 
 from laser.feedback import consensus_reference, margin_agreement, pairwise_agreement
+from laser.spectral import agreement_matrix, pair_signs, rank_one_fit
 
 TIER = 0.05  # the report's best tier: within 0.05 of the best held-out accuracy
 
 
-SIGNALS = ("gold", "others", "pool", "pool_margin")
+SIGNALS = ("gold", "others", "pool", "pool_margin", "spectral")
 
 
 def agreement_table(scores: dict[str, torch.Tensor], gold: torch.Tensor, groups: dict) -> dict:
-    """{rm: {signal: mean per-prompt agreement}} for the gold reference and three consensus
-    signals: leave-one-out (``reference=others, weight=none``, the default before), the whole
-    pool unweighted (``reference=pool, weight=none``) and the whole pool margin-weighted
-    (``reference=pool, weight=margin``, the default now)."""
+    """{rm: {signal: mean per-prompt value}} for the gold reference and the label-free
+    signals of the module docstring."""
     names = list(scores)
     pool = consensus_reference([scores[m] for m in names], groups)
 
     def mean(values: dict) -> float:
         return sum(values.values()) / max(len(values), 1)
 
+    stacked = torch.stack([scores[m] for m in names])
+    spectral = {
+        p: rank_one_fit(agreement_matrix(pair_signs(stacked, idx))) for p, idx in groups.items()
+    }
     out = {}
-    for name in names:
+    for k, name in enumerate(names):
         own = scores[name]
         others = consensus_reference([scores[m] for m in names if m != name], groups)
         out[name] = {
@@ -56,6 +62,7 @@ def agreement_table(scores: dict[str, torch.Tensor], gold: torch.Tensor, groups:
             "others": mean(pairwise_agreement(own, others, groups)),
             "pool": mean(pairwise_agreement(own, pool, groups)),
             "pool_margin": mean(margin_agreement(own, pool, groups)),
+            "spectral": mean({p: float(c[k]) for p, c in spectral.items()}),
         }
     return out
 
@@ -131,8 +138,8 @@ def main() -> None:
         f"training prompts x {args.n} samples of "
         "the SFT policy; mean per-prompt pairwise agreement of each RM with the reference.",
         "",
-        "| domain | RM | gold | others (before) | pool | pool, margin-weighted (now) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| domain | RM | gold | others (before) | pool | pool, margin-weighted | spectral |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     verdicts = []
     for domain in task.domains:

@@ -367,6 +367,17 @@ class ConsensusAgreement(_Signal):
     ) -> tuple[torch.Tensor, dict[int, list[int]]]:
         """(N,) the reference's mean per-prompt z-score of each audited sample, and the
         audited prompts' samples (empty when nothing was audited or no peer could score)."""
+        groups, peers = self.peer_scores(rm, batch)
+        if not peers:  # nobody to agree with: the RM's own scores are no evidence
+            return torch.zeros(len(batch.completions)), {}
+        own = [batch.rewards.float()] if self.reference == "pool" else []
+        return consensus_reference(own + peers, groups), groups
+
+    def peer_scores(
+        self, rm: RewardModel, batch: ArmBatch
+    ) -> tuple[dict[int, list[int]], list[torch.Tensor]]:
+        """The audited prompts' samples, and each working peer's (N,) scores of them (0
+        elsewhere); every peer pass is counted in that peer's RM cost."""
         groups = {
             p: idx
             for p, idx in batch.prompt_samples().items()
@@ -374,7 +385,7 @@ class ConsensusAgreement(_Signal):
         }
         idx = [i for members in groups.values() for i in members]
         if not idx:
-            return torch.zeros(len(batch.completions)), {}
+            return {}, []
         columns = {k: [v[i] for i in idx] for k, v in batch.metadata.items()}
         prompts, completions = [batch.texts[i] for i in idx], [batch.completions[i] for i in idx]
         peers: list[torch.Tensor] = []
@@ -385,13 +396,10 @@ class ConsensusAgreement(_Signal):
                 scores = torch.zeros(len(batch.completions))
                 scores[idx] = score_checked(peer, prompts, completions, **columns)
             except RewardModelError as exc:  # a broken peer abstains; it is not rm's fault
-                tqdm.write(f"consensus_agreement: peer {name!r} skipped: {exc}")
+                tqdm.write(f"{self.name}: peer {name!r} skipped: {exc}")
                 continue
             peers.append(scores)
-        if not peers:  # nobody to agree with: the RM's own scores are no evidence
-            return torch.zeros(len(batch.completions)), {}
-        own = [batch.rewards.float()] if self.reference == "pool" else []
-        return consensus_reference(own + peers, groups), groups
+        return groups, peers
 
 
 class _ProbeSignal(_Signal):

@@ -1,0 +1,103 @@
+"""Spectral agreement: each RM's reliability from the pool's agreement matrix, without labels.
+
+Parisi, Strino, Nadler & Kluger 2014 ("Ranking and combining multiple predictors without
+labeled data", PNAS 111(4), 1253-1258): for predictors whose errors are conditionally
+independent, the off-diagonal of the matrix of their +-1 outputs' second moments is rank one,
+
+    M_ij = E[s_i s_j] = c_i c_j   (i != j),   c_i = 2 p_i - 1,
+
+with p_i predictor i's accuracy; Platanios, Blum & Mitchell 2014 ("Estimating accuracy from
+unlabeled data") use the same agreement-rate identity. Here a prediction is an RM's order of
+a pair of one prompt's samples, s_k(a, b) = sign(r_k(a) - r_k(b)), and p_k is the share of
+pairs it orders right.
+
+Why not agreement with a consensus (``consensus_agreement``): grading RM k against the
+OTHER RMs' consensus makes the reference worst exactly when a good RM is graded (a good RM is
+missing from it), so a noisy generalist can out-agree the best expert; putting k into the
+reference lets k agree with its own idiosyncrasies, which favours the RM most unlike the
+rest. The rank-one fit estimates c_k from products of the other entries (c_k^2 ~ M_kj M_kl /
+M_jl), so no RM grades itself and every RM is graded by one model of the pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from laser.feedback import ArmBatch, ConsensusAgreement, Feedback
+from laser.policy.stats import StepStats
+from laser.rewards.base import RewardModel
+
+
+def pair_signs(scores: torch.Tensor, idx: list[int]) -> torch.Tensor:
+    """(K, P) the sign of each RM's order of each unordered pair of the samples ``idx``
+    (``scores`` is (K, N)); 0 where the RM scores the pair alike."""
+    s = scores[:, idx]
+    a, b = torch.triu_indices(len(idx), len(idx), offset=1)
+    return torch.sign(s[:, a] - s[:, b])
+
+
+def agreement_matrix(signs: torch.Tensor) -> torch.Tensor:
+    """(K, K) M_ij = mean over pairs of s_i * s_j: 1 for RMs that order every pair alike,
+    -1 for opposite orders, 0 for unrelated ones (and for an RM that ties every pair)."""
+    return signs.double() @ signs.double().T / max(signs.shape[1], 1)
+
+
+def rank_one_fit(m: torch.Tensor, iters: int = 100) -> torch.Tensor:
+    """c (K,) minimising sum_{i != j} (M_ij - c_i c_j)^2, the off-diagonal rank-one model.
+
+    Started from the leading eigenvector of M with each diagonal entry replaced by its row's
+    mean off-diagonal value, then coordinate descent: c_i = sum_j M_ij c_j / sum_j c_j^2 over
+    j != i (each step is exact least squares in c_i). The sign of c is not identified by M;
+    it is chosen so that sum(c) >= 0: the pool beats chance on average, the assumption every
+    label-free estimate needs. K >= 3 is needed (with K = 2 only c_1 c_2 is identified)."""
+    k = m.shape[0]
+    if k < 3:
+        raise ValueError(f"a rank-one fit needs at least 3 RMs, got {k}")
+    off = ~torch.eye(k, dtype=torch.bool)
+    start = m.clone().double()
+    start[~off] = (m.double() * off).sum(1) / (k - 1)
+    values, vectors = torch.linalg.eigh(start)
+    c = vectors[:, -1] * values[-1].clamp_min(0.0).sqrt()
+    for _ in range(iters):
+        for i in range(k):
+            denom = float((c[off[i]] ** 2).sum())
+            if denom > 0:
+                c[i] = (m[i, off[i]].double() * c[off[i]]).sum() / denom
+    return -c if float(c.sum()) < 0 else c
+
+
+class SpectralAgreement(ConsensusAgreement):
+    """Per audited prompt: the chosen RM's reliability c_k = 2 p_k - 1 on that prompt's sample
+    pairs, estimated from the agreement matrix of the whole pool (:func:`rank_one_fit`), with
+    no labels. The audit (which prompts, the peers' passes, their cost) is
+    ``consensus_agreement``'s. Prompts where the chosen RM scores every sample alike, or
+    where fewer than three RMs could score, carry no information and get no update. Its blind
+    spot, shared with every label-free estimate: errors the pool makes together (a bias most
+    of it shares) look like the truth."""
+
+    name = "spectral_agreement"
+
+    def __init__(self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0):
+        if len(pool) < 3:
+            raise ValueError(
+                f"spectral_agreement needs a pool of at least 3 RMs (got {len(pool)}): with "
+                "two, only the product of their reliabilities can be estimated"
+            )
+        super().__init__(pool, audit, seed, reference="others", weight="none")
+
+    def after(
+        self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
+    ) -> Feedback:
+        groups, peers = self.peer_scores(rm, batch)
+        if len(peers) < 2:
+            return {}
+        scores = torch.stack([batch.rewards.float(), *peers])  # (K, N), the chosen RM first
+        out = {}
+        for prompt, idx in groups.items():
+            signs = pair_signs(scores, idx)
+            if len(idx) < 2 or not bool(signs[0].abs().sum() > 0):
+                continue  # one sample, or the chosen RM ties every pair: nothing to grade
+            out[prompt] = float(rank_one_fit(agreement_matrix(signs))[0])
+        return out
