@@ -25,7 +25,13 @@ from typing import Any
 
 import torch
 
-from laser.feedback import ArmBatch, ConsensusAgreement, Feedback
+from laser.feedback import (
+    ArmBatch,
+    ConsensusAgreement,
+    Feedback,
+    consensus_reference,
+    pairwise_agreement,
+)
 from laser.policy.stats import StepStats
 from laser.rewards.base import RewardModel
 
@@ -72,27 +78,25 @@ class SpectralAgreement(ConsensusAgreement):
     """Per audited prompt: the chosen RM's reliability c_k = 2 p_k - 1 on that prompt's sample
     pairs, estimated from the agreement matrix of the whole pool (:func:`rank_one_fit`), with
     no labels. The audit (which prompts, the peers' passes, their cost) is
-    ``consensus_agreement``'s. Prompts where the chosen RM scores every sample alike, or
-    where fewer than three RMs could score, carry no information and get no update. Its blind
-    spot, shared with every label-free estimate: errors the pool makes together (a bias most
-    of it shares) look like the truth."""
+    ``consensus_agreement``'s. Prompts where the chosen RM scores every sample alike carry no
+    information and get no update. With only one other working RM (a pool of two, or peers
+    that failed) the rank-one model is not identified and the value is the pairwise
+    agreement with that RM instead. Its blind spot, shared with every label-free estimate:
+    errors the pool makes together (a bias most of it shares) look like the truth."""
 
     name = "spectral_agreement"
 
     def __init__(self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0):
-        if len(pool) < 3:
-            raise ValueError(
-                f"spectral_agreement needs a pool of at least 3 RMs (got {len(pool)}): with "
-                "two, only the product of their reliabilities can be estimated"
-            )
         super().__init__(pool, audit, seed, reference="others", weight="none")
 
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
         groups, peers = self.peer_scores(rm, batch)
-        if len(peers) < 2:
+        if not peers:
             return {}
+        if len(peers) < 2:  # two RMs: only c_1 c_2 is identified; agreement with the other
+            return pairwise_agreement(batch.rewards, consensus_reference(peers, groups), groups)
         scores = torch.stack([batch.rewards.float(), *peers])  # (K, N), the chosen RM first
         out = {}
         for prompt, idx in groups.items():

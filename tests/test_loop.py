@@ -61,7 +61,14 @@ def test_smoke_every_algo_and_selector(cache, tmp_path, policy, bandit):
 @pytest.mark.parametrize("features", ["policy_mean", "policy_last", "domain_onehot", "sentence"])
 @pytest.mark.parametrize(
     "feedback",
-    ["neg_loss", "reward_gain", "gold_gain", "majority_agreement", "consensus_agreement"],
+    [
+        "neg_loss",
+        "reward_gain",
+        "gold_gain",
+        "majority_agreement",
+        "consensus_agreement",
+        "spectral_agreement",
+    ],
 )
 def test_features_and_feedback_options(cache, tmp_path, features, feedback):
     loop, _ = run(
@@ -370,7 +377,7 @@ def test_bare_laser_train_is_the_measured_recipe_and_defaults_live_in_one_place(
         laser = compose(config_name="train", overrides=["output_dir=x", "experiment=laser"])
     assert OmegaConf.to_container(bare) == OmegaConf.to_container(laser)
     assert bare.bandit._target_ == "laser.bandits.LinUCB" and bare.bandit.alpha == 1.0
-    assert bare.feedback.signal._target_ == "laser.feedback.ConsensusAgreement"
+    assert bare.feedback.signal._target_ == "laser.spectral.SpectralAgreement"
     assert bare.features.featurizer._target_ == "laser.features.SentenceEncoder"
     # the YAML chooses the algorithm; every other value is the dataclass default
     assert OmegaConf.to_object(bare.policy) == PolicyConfig(algo="dpo")

@@ -62,8 +62,9 @@ def test_the_signal_grades_the_chosen_rm_from_the_pools_agreements_and_counts_th
     assert signal.after(rms["me"], None, None, batch_of(wrong))[0] == pytest.approx(-1.0, abs=0.4)
     tied = [0.0] * 4  # the chosen RM scores every sample alike: nothing to grade
     assert signal.after(rms["me"], None, None, batch_of(tied)) == {}
-    with pytest.raises(ValueError, match="at least 3 RMs"):
-        SpectralAgreement({"a": rms["p"], "b": rms["q"]})
+    # a pool of two: the rank-one model is not identified; agreement with the other RM
+    two = SpectralAgreement({"me": rms["me"], "p": rms["p"]}, audit=1.0)
+    assert two.after(rms["me"], None, None, batch_of(wrong)) == {0: 0.0}
 
 
 def test_the_fit_orders_an_expert_a_noisy_generalist_and_a_believer():
