@@ -31,11 +31,9 @@ from pathlib import Path
 
 import torch
 
+from experiments.report import TIER  # the report's best tier
 from laser.feedback import consensus_reference, margin_agreement, pairwise_agreement
 from laser.spectral import agreement_matrix, pair_signs, rank_one_fit
-
-TIER = 0.05  # the report's best tier: within 0.05 of the best held-out accuracy
-
 
 SIGNALS = ("gold", "others", "pool", "pool_margin", "spectral")
 
