@@ -2,7 +2,8 @@
 
     python benchmarks/prepare_world.py
 
-Budget (issue 5): under 3 minutes on a 2-core CPU. Writes benchmarks/results/prepare_world.csv
+The cold build is most of a fresh `make demo`'s world step (the SFT policy, then the RMs one
+after another, each on world.threads threads). Writes benchmarks/results/prepare_world.csv
 and copies the world's report (RM x domain matrix as text/CSV/PNG, SFT accuracy) to
 benchmarks/results/world/.
 """

@@ -71,8 +71,8 @@ def run(setting: str, args) -> dict:
 
     from experiments.real.world import real_world
     from laser.bandits import LinUCB
+    from laser.consensus import ConsensusAgreement
     from laser.features import Projected, SentenceEncoder, minilm_path
-    from laser.feedback import ConsensusAgreement
     from laser.integrations import LaserRewardSelector
     from laser.world.quality import best_overall
 

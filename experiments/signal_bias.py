@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 from experiments.report import TIER  # the report's best tier
-from laser.feedback import consensus_reference, margin_agreement, pairwise_agreement
+from laser.consensus import consensus_reference
+from laser.feedback import margin_agreement, pairwise_agreement
 from laser.spectral import agreement_matrix, pair_signs, rank_one_fit
 
 SIGNALS = ("gold", "others", "pool", "pool_margin", "spectral")

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from laser.consensus import ConsensusAgreement
 from laser.feedback import (
     ArmBatch,
-    ConsensusAgreement,
     Feedback,
     GoldAgreement,
     GoldGain,

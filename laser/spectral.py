@@ -25,13 +25,8 @@ from typing import Any
 
 import torch
 
-from laser.feedback import (
-    ArmBatch,
-    ConsensusAgreement,
-    Feedback,
-    consensus_reference,
-    pairwise_agreement,
-)
+from laser.consensus import PeerAudit, consensus_reference
+from laser.feedback import ArmBatch, Feedback, _Signal, pairwise_agreement
 from laser.policy.stats import StepStats
 from laser.rewards.base import RewardModel
 
@@ -74,25 +69,26 @@ def rank_one_fit(m: torch.Tensor, iters: int = 100) -> torch.Tensor:
     return -c if float(c.sum()) < 0 else c
 
 
-class SpectralAgreement(ConsensusAgreement):
+class SpectralAgreement(_Signal):
     """Per audited prompt: the chosen RM's reliability c_k = 2 p_k - 1 on that prompt's sample
     pairs, estimated from the agreement matrix of the whole pool (:func:`rank_one_fit`), with
-    no labels. The audit (which prompts, the peers' passes, their cost) is
-    ``consensus_agreement``'s. Prompts where the chosen RM scores every sample alike carry no
-    information and get no update. With only one other working RM (a pool of two, or peers
-    that failed) the rank-one model is not identified and the value is the pairwise
-    agreement with that RM instead. Its blind spot, shared with every label-free estimate:
-    errors the pool makes together (a bias most of it shares) look like the truth."""
+    no labels. The audit (which prompts, the peers' passes, their cost) is the one
+    ``consensus_agreement`` uses (:class:`laser.consensus.PeerAudit`). Prompts where the
+    chosen RM scores every sample alike carry no information and get no update. With only
+    one other working RM (a pool of two, or peers that failed) the rank-one model is not
+    identified and the value is the pairwise agreement with that RM instead. Its blind spot,
+    shared with every label-free estimate: errors the pool makes together (a bias most of it
+    shares) look like the truth."""
 
     name = "spectral_agreement"
 
     def __init__(self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0):
-        super().__init__(pool, audit, seed, reference="others", weight="none")
+        self.peers = PeerAudit(pool, audit, seed)
 
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
-        groups, peers = self.peer_scores(rm, batch)
+        groups, peers = self.peers.peer_scores(rm, batch, self.name)
         if not peers:
             return {}
         if len(peers) < 2:  # two RMs: only c_1 c_2 is identified; agreement with the other

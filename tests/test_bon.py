@@ -34,9 +34,9 @@ from laser.bon import (
     selection_stats,
 )
 from laser.cli import CONF_DIR
+from laser.consensus import ConsensusAgreement
 from laser.features import DomainOneHot
 from laser.feedback import (
-    ConsensusAgreement,
     GoldAgreement,
     NegLoss,
     NoFeedback,

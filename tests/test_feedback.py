@@ -148,7 +148,7 @@ def test_majority_agreement_hand_computed():
 
 
 def test_consensus_agreement_hand_computed_and_counts_the_peers_passes():
-    from laser.feedback import ConsensusAgreement
+    from laser.consensus import ConsensusAgreement
     from laser.rewards import FunctionReward
 
     def fixed(values):
@@ -179,7 +179,7 @@ def test_consensus_agreement_hand_computed_and_counts_the_peers_passes():
 def test_consensus_against_the_whole_pool_grades_every_arm_by_one_reference():
     """reference=pool: the chosen RM's own z-scores join the peers', so every arm of a prompt
     is graded against the same consensus (hand-computed), unlike the leave-one-out one."""
-    from laser.feedback import ConsensusAgreement, consensus_reference
+    from laser.consensus import ConsensusAgreement, consensus_reference
     from laser.rewards import FunctionReward
 
     def fixed(values):
@@ -219,6 +219,21 @@ def test_margin_agreement_weights_each_pair_by_the_reference_margin():
     tied = torch.tensor([3.0, 1.0, 1.0, 0.0, 0.0])  # b == c: that pair counts half
     assert margin_agreement(tied, ref, groups) == {0: pytest.approx(3.5 / 4)}
     with pytest.raises(ValueError, match="weight"):
-        from laser.feedback import ConsensusAgreement
+        from laser.consensus import ConsensusAgreement
 
         ConsensusAgreement({}, weight="square")
+
+
+def test_configs_naming_the_old_consensus_target_still_build():
+    """ConsensusAgreement moved to laser.consensus; a config written before names
+    laser.feedback.ConsensusAgreement and must build the same class."""
+    from hydra.utils import instantiate
+
+    import laser.feedback
+    from laser.consensus import ConsensusAgreement
+
+    assert laser.feedback.ConsensusAgreement is ConsensusAgreement
+    node = {"_target_": "laser.feedback.ConsensusAgreement", "pool": {}, "audit": 0.5}
+    assert isinstance(instantiate(node), ConsensusAgreement)
+    with pytest.raises(AttributeError, match="NoSuchSignal"):
+        laser.feedback.NoSuchSignal  # noqa: B018
