@@ -351,11 +351,14 @@ class GoldGain(_ProbeSignal):
         return self._accuracy() - before
 
 
-def __getattr__(name: str) -> Any:
-    # ConsensusAgreement lived here until the consensus family got its own module; configs
-    # written then name laser.feedback.ConsensusAgreement (PEP 562: no import cycle)
-    if name == "ConsensusAgreement":
-        from laser.consensus import ConsensusAgreement
+_MOVED = ("ConsensusAgreement", "consensus_reference", "group_zscores", "audited")
 
-        return ConsensusAgreement
+
+def __getattr__(name: str) -> Any:
+    # the consensus family lived here until it got its own module; configs and code written
+    # then name laser.feedback.ConsensusAgreement etc. (PEP 562: no import cycle)
+    if name in _MOVED:
+        import laser.consensus
+
+        return getattr(laser.consensus, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -233,6 +233,8 @@ def test_configs_naming_the_old_consensus_target_still_build():
     from laser.consensus import ConsensusAgreement
 
     assert laser.feedback.ConsensusAgreement is ConsensusAgreement
+    from laser.feedback import audited, consensus_reference, group_zscores  # noqa: F401
+
     node = {"_target_": "laser.feedback.ConsensusAgreement", "pool": {}, "audit": 0.5}
     assert isinstance(instantiate(node), ConsensusAgreement)
     with pytest.raises(AttributeError, match="NoSuchSignal"):
