@@ -174,6 +174,9 @@ def test_consensus_agreement_hand_computed_and_counts_the_peers_passes():
     # audit share 0+: no prompt audited, no peer pass
     none = ConsensusAgreement({"me": chosen, "p": agree}, audit=1e-12)
     assert none.after(chosen, stats(), None, batch) == {} and agree.forward_samples == 6
+    for share in (0.0, 1.5):  # the audit (shared with spectral_agreement) refuses a bad share
+        with pytest.raises(ValueError, match="audit must lie in"):
+            ConsensusAgreement(rms, audit=share)
 
 
 def test_consensus_against_the_whole_pool_grades_every_arm_by_one_reference():
