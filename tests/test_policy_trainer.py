@@ -250,6 +250,46 @@ def test_lora_through_peft(tok):
     assert stats.num_pairs > 0 and stats.train_loss is not None
 
 
+def test_lora_on_the_top_layers_only_adapts_and_trains_those(tok):
+    pytest.importorskip("peft")
+    policy = _policy(tok)
+    depth = policy.config.num_hidden_layers
+    cfg = PolicyConfig(
+        algo="dpo", lr=1e-2, lora_r=4, lora_target_modules=("c_attn",), lora_layers=1
+    )
+    trainer = PolicyTrainer(policy, copy.deepcopy(policy), tok, cfg)
+    adapted = {n for n, p in trainer.policy.named_parameters() if p.requires_grad}
+    assert adapted and all(f".h.{depth - 1}." in n for n in adapted), adapted
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
+    ro = generate_rollout(trainer.policy, trainer.ref_policy, tok, PROMPTS, n=4, max_new_tokens=6)
+    stats = trainer.update(ro, share_of_a(ro.completions) + torch.arange(16) * 0.01)
+    assert stats.num_pairs > 0
+    changed = {n for n, p in trainer.policy.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= adapted
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"lora_layers": 1}, "lora_r > 0"),
+        ({"lora_layers": 1, "lora_r": 4}, "lora_target_modules"),
+        ({"lora_layers": -1, "lora_r": 4, "lora_target_modules": ("c_attn",)}, ">= 0"),
+    ],
+)
+def test_lora_layers_refuses_what_peft_cannot_do(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PolicyConfig(algo="dpo", **kwargs)
+
+
+def test_lora_layers_beyond_the_depth_is_refused(tok):
+    pytest.importorskip("peft")
+    policy = _policy(tok)
+    depth = policy.config.num_hidden_layers
+    cfg = PolicyConfig(algo="dpo", lora_r=4, lora_target_modules=("c_attn",), lora_layers=depth + 1)
+    with pytest.raises(ValueError, match=f"only {depth} layers"):
+        PolicyTrainer(policy, copy.deepcopy(policy), tok, cfg)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_update(tok):
     policy = _policy(tok).cuda()

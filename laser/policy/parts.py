@@ -35,8 +35,20 @@ def apply_lora(policy: nn.Module, cfg: PolicyConfig) -> nn.Module:
         lora_alpha=cfg.lora_alpha,
         task_type="CAUSAL_LM",
         target_modules=list(cfg.lora_target_modules) if cfg.lora_target_modules else None,
+        layers_to_transform=top_layers(policy, cfg.lora_layers) if cfg.lora_layers else None,
     )
     return get_peft_model(policy, lora)
+
+
+def top_layers(policy: nn.Module, n: int) -> list[int]:
+    """Indices of the top ``n`` decoder layers of ``policy`` (HF configs name the depth
+    ``num_hidden_layers``; GPT-2's ``n_layer`` is mapped to it)."""
+    depth = getattr(getattr(policy, "config", None), "num_hidden_layers", None)
+    if not isinstance(depth, int):
+        raise ValueError("policy.lora_layers needs a model whose config gives num_hidden_layers")
+    if n > depth:
+        raise ValueError(f"policy.lora_layers={n} but the policy has only {depth} layers")
+    return list(range(depth - n, depth))
 
 
 class ValueCritic(nn.Module):
