@@ -216,6 +216,16 @@ def _state_digest(step: int, state: Any) -> str:
     return digest.hexdigest()
 
 
+def tensors_digest(named: Any) -> str:
+    """sha256 of ``(name, tensor)`` pairs, in order, hashed as checkpoints hash their state
+    (dtype, shape, raw bytes): a fingerprint of weights a checkpoint leaves out."""
+    digest = hashlib.sha256(b"laser-tensors-v1")
+    for name, tensor in named:
+        _hash_into(digest, name)
+        _hash_into(digest, tensor)
+    return digest.hexdigest()
+
+
 def _hash_into(digest: Any, obj: Any) -> None:
     if isinstance(obj, dict):
         digest.update(f"{{{len(obj)}".encode())

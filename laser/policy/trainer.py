@@ -7,12 +7,18 @@ RewardModel (one RM, a verifier, an ensemble) trains the policy the same way.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from laser.distributed import Distributed
+from laser.policy.adapters import (
+    frozen_digest,
+    is_lora,
+    load_trainable,
+    merged,
+    model_digest,
+    trainable_state,
+)
 from laser.policy.config import PolicyConfig
 from laser.policy.losses import (
     a2c_actor_loss,
@@ -76,6 +82,8 @@ class PolicyTrainer:
             params += list(self.critic.parameters())
         self.optimizer = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
         self.updates = 0
+        self._ref_adapters: dict | None = None  # LoRA adapters the reference was merged from
+        self._base_sha256: str | None = None
 
     # ------------------------------------------------------------------------ checks
     def _check(self, rollout: Rollout, rewards: torch.Tensor) -> torch.Tensor:
@@ -355,15 +363,15 @@ class PolicyTrainer:
     def sync_reference(self) -> None:
         """Copy the policy's weights into the reference (iterative DPO's ref refresh)."""
         source = self.policy
-        if hasattr(source, "merge_and_unload"):  # LoRA: the reference gets the merged weights
-            source = copy.deepcopy(source).merge_and_unload()
+        if is_lora(source):  # the reference gets the merged weights; keep what was merged
+            self._ref_adapters = trainable_state(source)
+            source = merged(source)
         self.ref_policy.load_state_dict(source.state_dict())
 
     # --------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
         return {
-            "policy": self.policy.state_dict(),
-            "ref_policy": self.ref_policy.state_dict(),
+            **self._weights_state(),
             "critic": None if self.critic is None else self.critic.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -374,8 +382,7 @@ class PolicyTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.ref_policy.load_state_dict(state["ref_policy"])
+        self._load_weights(state)
         if self.critic is not None:
             self.critic.load_state_dict(state["critic"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -384,3 +391,49 @@ class PolicyTrainer:
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.updates = int(state["updates"])
+
+    def _weights_state(self) -> dict:
+        """The policy and reference weights; a LoRA policy saves its adapters only
+        (laser/policy/adapters.py says why and how the rest is rebuilt and checked)."""
+        if not is_lora(self.policy):
+            return {"policy": self.policy.state_dict(), "ref_policy": self.ref_policy.state_dict()}
+        if self._base_sha256 is None:  # the base is frozen: fingerprint it once
+            self._base_sha256 = frozen_digest(self.policy)
+        return {
+            "policy": {
+                "lora_adapters": trainable_state(self.policy),
+                "base_sha256": self._base_sha256,
+            },
+            "ref_policy": {
+                "synced_adapters": self._ref_adapters,
+                "sha256": model_digest(self.ref_policy),
+            },
+        }
+
+    def _load_weights(self, state: dict) -> None:
+        saved, ref = state["policy"], state["ref_policy"]
+        if "lora_adapters" not in saved:  # full weights: no LoRA, or an older LoRA checkpoint
+            self.policy.load_state_dict(saved)
+            self.ref_policy.load_state_dict(ref)
+            return
+        if not is_lora(self.policy):
+            raise ValueError(
+                "the checkpoint holds LoRA adapters only, but this policy has no LoRA "
+                "(policy.lora_r = 0): resume with the LoRA settings it was saved with"
+            )
+        if frozen_digest(self.policy) != saved["base_sha256"]:
+            raise ValueError(
+                "the checkpoint's LoRA adapters were trained on another base model (the frozen "
+                "weights' sha256 differs): resume with the policy it was saved with"
+            )
+        load_trainable(self.policy, saved["lora_adapters"], "policy")
+        if ref["synced_adapters"] is not None:
+            self.ref_policy.load_state_dict(
+                merged(self.policy, ref["synced_adapters"]).state_dict()
+            )
+        self._ref_adapters = ref["synced_adapters"]
+        if model_digest(self.ref_policy) != ref["sha256"]:
+            raise ValueError(
+                "the DPO reference rebuilt from the checkpoint does not match the saved one "
+                "(sha256 differs): was the run started with another ref_policy?"
+            )
