@@ -86,7 +86,9 @@ def prepare(cfg: DictConfig) -> None:
 
     config = OmegaConf.to_object(cfg)  # composed against prepare_schema: already validated
     start = time.perf_counter()
-    world = prepare_world(config.world, config.cache_dir, progress=config.progress)
+    world = prepare_world(
+        config.world, config.cache_dir, progress=config.progress, use_shipped=config.use_shipped
+    )
     print(world.summary["report"])
     state = "reused" if world.reused else f"built in {time.perf_counter() - start:.0f} s"
     print(f"\nworld {state}: {world.path}")

@@ -2,6 +2,7 @@
 when corrupt or partial; the laser-prepare config composes and validates."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -170,3 +171,64 @@ def test_the_build_runs_on_the_worlds_thread_count_and_restores_the_callers(monk
     assert config_key(one) != config_key(two)
     with pytest.raises(ValueError, match="world.threads"):
         WorldConfig(threads=0)
+
+
+def test_a_shipped_build_is_copied_not_rebuilt_and_a_damaged_one_is_not_used(
+    built, tmp_path, monkeypatch, capsys
+):
+    """prepare_world copies the build shipped for the config's key (checked against its
+    manifest) instead of building; a shipped copy with a damaged file is never used."""
+    import shutil
+
+    from laser.world import prepare as prepare_mod
+    from laser.world import shipped
+
+    _, world = built
+    ships = tmp_path / "builds"
+    shutil.copytree(world.path, ships / world.path.name)
+    monkeypatch.setattr(shipped, "SHIPPED", ships)
+    real_build = prepare_mod.build_pinned
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("built although a shipped world matched")
+
+    monkeypatch.setattr(prepare_mod, "build_pinned", no_build)
+    copied = prepare_world(small_world(), tmp_path / "cache1", progress=False)
+    assert "using the world shipped with LASER" in capsys.readouterr().out
+    assert verify(copied.path) is None and copied.summary == world.summary
+    for rm in ("reverse_rm", "max_rm"):
+        a, b = (p / "rms" / rm / "model.safetensors" for p in (world.path, copied.path))
+        assert a.read_bytes() == b.read_bytes()
+
+    # asked not to use it: the shipped copy already in a cache is reused and said so
+    again = prepare_world(small_world(), tmp_path / "cache1", progress=False, use_shipped=False)
+    assert again.reused and "is a copy of the shipped build" in capsys.readouterr().out
+
+    # a damaged shipped file: refused, the world is built here instead
+    weights = ships / world.path.name / "policy" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    calls = []
+    monkeypatch.setattr(
+        prepare_mod, "build_pinned", lambda *a, **k: calls.append(1) or real_build(*a, **k)
+    )
+    rebuilt = prepare_world(small_world(), tmp_path / "cache2", progress=False)
+    assert calls and "is unusable" in capsys.readouterr().out and verify(rebuilt.path) is None
+
+
+def test_the_shipped_default_world_is_the_default_configs_and_intact():
+    """The shipped build must carry the cache key of the world `laser-prepare` composes by
+    default: a change to the world's defaults (or to the cache format) orphans it, and
+    `make demo` would build a different world on each machine; rebuild and re-ship it then
+    (README 'The built-in world')."""
+    from laser.world.shipped import SHIPPED, shipped_entry
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        world = OmegaConf.to_object(compose(config_name="prepare")).world
+    key = config_key(world)
+    assert [p.name for p in SHIPPED.iterdir() if p.is_dir()] == [key]
+    entry = shipped_entry(key)
+    assert entry is not None
+    summary = json.loads((entry / "world.json").read_text())
+    # world.json as build_world writes it: the config that built these weights
+    assert summary["config"] == json.loads(json.dumps(asdict(world), default=str))
+    assert set(summary["rm_domain_accuracy"]) == set(world.reward_models)

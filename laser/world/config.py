@@ -97,3 +97,6 @@ class PrepareConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     cache_dir: str = ".cache/laser"
     progress: bool = True
+    # copy the build shipped for this config (laser/world/builds) instead of building: the
+    # same weights on every machine (laser.world.shipped says why); false builds it here
+    use_shipped: bool = True

@@ -38,6 +38,7 @@ from laser.world.pool import (
 )
 from laser.world.report import write_report
 from laser.world.sft import sft_train
+from laser.world.shipped import copy_shipped, is_shipped_copy, shipped_entry
 
 
 def make_suite(cfg: WorldConfig) -> SyntheticSuite:
@@ -160,9 +161,22 @@ def build_pinned(cfg: WorldConfig, out: Path, progress: bool = True) -> dict[str
         torch.set_num_threads(before)
 
 
-def prepare_world(cfg: WorldConfig, cache_dir: str | Path, progress: bool = True) -> World:
-    """The world for ``cfg`` from the cache, built first if absent, partial or corrupt."""
-    entry, reused = cached_build(
-        cache_dir, config_key(cfg), lambda out: build_pinned(cfg, out, progress)
-    )
+def prepare_world(
+    cfg: WorldConfig, cache_dir: str | Path, progress: bool = True, use_shipped: bool = True
+) -> World:
+    """The world for ``cfg`` from the cache; if absent, partial or corrupt, it is copied from
+    the build shipped for this config (``laser.world.shipped``: the same weights on every
+    machine) or, without one or with ``use_shipped=False``, built here."""
+    key = config_key(cfg)
+    shipped = shipped_entry(key) if use_shipped else None
+
+    def make(out: Path) -> dict[str, Any]:
+        return copy_shipped(shipped, out) if shipped else build_pinned(cfg, out, progress)
+
+    entry, reused = cached_build(cache_dir, key, make)
+    if not use_shipped and reused and is_shipped_copy(entry):
+        print(
+            f"note: {entry} is a copy of the shipped build, reused as it is; to build this world "
+            f"on this machine, remove it or pass another cache_dir"
+        )
     return World(entry, reused, json.loads((entry / "world.json").read_text()))
