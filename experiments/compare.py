@@ -31,6 +31,17 @@ from laser.cli import CONF_DIR
 SUMMARY = "summary.json"
 
 
+def launch(*overrides: str) -> int:
+    """Run ``laser-compare <overrides>`` in a subprocess (the scripts that prepare files a
+    sweep needs, then start it), printing the command; returns its exit status."""
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).parent / "laser-compare"), *overrides]
+    print(" ".join(command), flush=True)
+    return subprocess.call(command)
+
+
 def train_overrides(cfg: DictConfig, method: str, seed: int, output_dir: str) -> list[str]:
     """The laser-train overrides of one job: shared ones, the method's, the user's extra ones,
     then the job's own (seed, directories)."""

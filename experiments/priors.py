@@ -13,10 +13,10 @@ LinTS + prior, classifier selection, the agreement and mean ensembles).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
+from experiments.compare import launch
 from laser.fit_prior import main as fit_prior
 
 # file name -> laser-fit-prior flags: centred (the default) and raw, on every domain and on sort
@@ -41,16 +41,15 @@ def main(argv: list[str] | None = None) -> None:
                 ["--out", str(out), *flags, f"loop.seed={seed}", f"cache_dir={args.cache_dir}"]
             )
     seeds = ",".join(str(s) for s in args.seeds)
-    command = [
-        str(Path(sys.executable).parent / "laser-compare"),
-        "compare=priors",
-        f"seed={seeds}",
-        f"cache_dir={args.cache_dir}",
-        "hydra.sweep.dir=experiments/results/priors",
-        *args.overrides,
-    ]
-    print(" ".join(command), flush=True)
-    sys.exit(subprocess.call(command))
+    sys.exit(
+        launch(
+            "compare=priors",
+            f"seed={seeds}",
+            f"cache_dir={args.cache_dir}",
+            "hydra.sweep.dir=experiments/results/priors",
+            *args.overrides,
+        )
+    )
 
 
 if __name__ == "__main__":

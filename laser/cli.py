@@ -90,7 +90,10 @@ def prepare(cfg: DictConfig) -> None:
         config.world, config.cache_dir, progress=config.progress, use_shipped=config.use_shipped
     )
     print(world.summary["report"])
-    state = "reused" if world.reused else f"built in {time.perf_counter() - start:.0f} s"
+    from laser.world.shipped import is_shipped_copy
+
+    made = "copied from the shipped build" if is_shipped_copy(world.path) else "built"
+    state = "reused" if world.reused else f"{made} in {time.perf_counter() - start:.0f} s"
     print(f"\nworld {state}: {world.path}")
 
 
