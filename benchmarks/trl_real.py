@@ -1,9 +1,11 @@
 """TRL's GRPOTrainer on the real model (SmolLM2-135M-Instruct + LoRA, the real-model world's
-tasks and RM pool): LASER as the reward function (per-prompt routing, consensus-agreement
-feedback, no gold labels) against what a TRL user would write without it,
+tasks and RM pool): LASER as the reward function (per-prompt routing, the loop's default
+spectral-agreement feedback, no gold labels) against what a TRL user would write without it,
 ``reward_funcs=[rm1, rm2, rm3, rm4]`` (TRL sums the RMs' scores with equal weights), and one
 fixed RM (the world report's best on average). Per setting: seconds per training step, RM
-forward samples, and held-out gold accuracy (greedy) before and after.
+forward samples, and held-out gold accuracy (greedy) before and after. The LoRA recipe and
+learning rate are the world's own (conf/experiment/real_smollm2.yaml: r 8 on q/v of the top
+8 layers, lr 3e-3), so TRL and the loop train the same adapters.
 
     python benchmarks/trl_real.py [--steps 12] [--eval 64] [--settings laser all_rms fixed]
 
@@ -19,6 +21,7 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -67,17 +70,24 @@ class StepTimer:
 def run(setting: str, args) -> dict:
     import datasets
     from peft import LoraConfig
+    from transformers import AutoConfig
     from trl import GRPOConfig, GRPOTrainer
 
-    from experiments.real.world import real_world
+    from experiments.real.world import EXPERIMENT, real_world
     from laser.bandits import LinUCB
-    from laser.consensus import ConsensusAgreement
+    from laser.build import typed
+    from laser.cli import compose_train
     from laser.features import Projected, SentenceEncoder, minilm_path
     from laser.integrations import LaserRewardSelector
+    from laser.policy.parts import top_layers
+    from laser.spectral import SpectralAgreement
     from laser.world.quality import best_overall
 
     torch.manual_seed(args.seed)
+    recipe = typed(compose_train([f"experiment={EXPERIMENT}"])).policy
     world = real_world()
+    # top_layers reads the depth off a model's config: the config alone, not a 20 s load
+    shape = SimpleNamespace(config=AutoConfig.from_pretrained(world.policy_path()))
     tok, task = world.tokenizer(), world.task()
     pool = world.reward_models(max_length=160)
     names = list(pool)
@@ -92,7 +102,7 @@ def run(setting: str, args) -> dict:
             pool,
             LinUCB(len(pool), 32, alpha=1.0),
             featurizer,
-            signal=ConsensusAgreement(pool, seed=args.seed),
+            signal=SpectralAgreement(pool, seed=args.seed),
         )
         funcs, callbacks = [selector], [selector.callback()]
     elif setting == "all_rms":
@@ -107,7 +117,7 @@ def run(setting: str, args) -> dict:
         num_generations=args.generations,
         max_completion_length=16,
         temperature=0.7,
-        learning_rate=args.lr,
+        learning_rate=args.lr if args.lr is not None else recipe.lr,
         max_steps=args.steps,
         bf16=False,
         gradient_checkpointing=False,
@@ -125,7 +135,14 @@ def run(setting: str, args) -> dict:
         train_dataset=datasets.Dataset.from_list(rows),
         processing_class=tok,
         callbacks=[*callbacks, timer.callback],
-        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
+        peft_config=LoraConfig(
+            r=recipe.lora_r,
+            lora_alpha=recipe.lora_alpha,
+            target_modules=list(recipe.lora_target_modules),
+            layers_to_transform=top_layers(shape, recipe.lora_layers)
+            if recipe.lora_layers
+            else None,
+        ),
     )
     before = accuracy(trainer.model, tok, task, held_out, 16)
     trainer.train()
@@ -151,7 +168,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
     ap.add_argument("--generations", type=int, default=4, help="completions per prompt")
     ap.add_argument("--eval", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=None, help="default: the world's policy.lr")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--settings", nargs="+", default=["laser", "all_rms", "fixed"])
     args = ap.parse_args()
@@ -170,6 +187,7 @@ def main() -> None:
     command = "python benchmarks/trl_real.py " + " ".join(
         f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items()
+        if v is not None  # an unset --lr is the world's policy.lr
     )
     text = "\n".join(lines) + f"\n\n`{command}`\n"
     print(text)
