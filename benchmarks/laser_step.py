@@ -16,7 +16,7 @@ Median step time after --warmup steps. Writes benchmarks/results/laser_step_<...
 
 ``--compare`` (issue 16, the paper's efficiency claim): for each K, one step-timing run per
 method, each in its own process, all with RMs of the policy's shape: LASER with its default
-feedback (consensus agreement: a quarter of the prompts audited by every RM, counted), LASER
+feedback (spectral agreement: a quarter of the prompts audited by every RM, counted), LASER
 with majority-agreement feedback (no extra RM pass), the mean ensemble (every RM scores every
 sample) and round-robin (one RM per step; its free majority feedback only advances the
 turn). Writes laser_step_compare_<device>.csv with each method's median step time and its
@@ -73,7 +73,7 @@ def peak_memory_mib(device: str) -> float:
 
 
 METHODS = {  # laser-train overrides of each method in --compare
-    "laser": ["bandit=linucb", "feedback=consensus_agreement"],
+    "laser": ["bandit=linucb", "feedback=spectral_agreement"],  # the loop's default
     "laser_majority": ["bandit=linucb", "feedback=majority_agreement"],
     "mean_ensemble": ["bandit=fixed", "pool=ensemble", "feedback=none"],
     "round_robin": ["bandit=round_robin", "feedback=majority_agreement"],  # free; it only advances
