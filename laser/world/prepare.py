@@ -168,9 +168,11 @@ def prepare_world(
     the build shipped for this config (``laser.world.shipped``: the same weights on every
     machine) or, without one or with ``use_shipped=False``, built here."""
     key = config_key(cfg)
-    shipped = shipped_entry(key) if use_shipped else None
 
-    def make(out: Path) -> dict[str, Any]:
+    def make(
+        out: Path,
+    ) -> dict[str, Any]:  # only on a cache miss: the common hit hashes nothing more
+        shipped = shipped_entry(key) if use_shipped else None
         return copy_shipped(shipped, out) if shipped else build_pinned(cfg, out, progress)
 
     entry, reused = cached_build(cache_dir, key, make)

@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).parent / "builds"
 
 
-def shipped_entry(key: str, root: Path | None = None) -> Path | None:
+def shipped_entry(key: str) -> Path | None:
     """The shipped build for cache key ``key``, or None when none is shipped or it fails
     its checksums (then the caller builds locally; a damaged copy is never used)."""
-    entry = (root or SHIPPED) / key
+    entry = SHIPPED / key
     if not entry.is_dir():
         return None
     problem = verify(entry)
