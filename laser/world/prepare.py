@@ -169,9 +169,8 @@ def prepare_world(
     machine) or, without one or with ``use_shipped=False``, built here."""
     key = config_key(cfg)
 
-    def make(
-        out: Path,
-    ) -> dict[str, Any]:  # only on a cache miss: the common hit hashes nothing more
+    def make(out: Path) -> dict[str, Any]:
+        # called on a cache miss only: a cache hit does not checksum the shipped copy too
         shipped = shipped_entry(key) if use_shipped else None
         return copy_shipped(shipped, out) if shipped else build_pinned(cfg, out, progress)
 
