@@ -74,3 +74,41 @@ def merged(model: nn.Module, adapters: dict[str, torch.Tensor] | None = None) ->
     if adapters is not None:
         load_trainable(clone, adapters, "reference")
     return clone.merge_and_unload()
+
+
+def lora_weights_state(
+    policy: nn.Module, ref_policy: nn.Module, synced: dict | None, base_sha256: str
+) -> dict:
+    """The ``policy`` / ``ref_policy`` entries of a LoRA trainer's checkpoint: the adapters,
+    the adapters the reference was last merged from (``synced``; None: never synced, the
+    reference is as built) and the fingerprints that :func:`load_lora_weights` checks."""
+    return {
+        "policy": {"lora_adapters": trainable_state(policy), "base_sha256": base_sha256},
+        "ref_policy": {"synced_adapters": synced, "sha256": model_digest(ref_policy)},
+    }
+
+
+def load_lora_weights(policy: nn.Module, ref_policy: nn.Module, state: dict) -> dict | None:
+    """Load :func:`lora_weights_state`'s entries of ``state`` into a freshly built LoRA
+    ``policy`` and its ``ref_policy``, re-merging the reference; returns the synced adapters.
+    Refuses a policy without LoRA, another base model and a reference that does not rebuild."""
+    saved, ref = state["policy"], state["ref_policy"]
+    if not is_lora(policy):
+        raise ValueError(
+            "the checkpoint holds LoRA adapters only, but this policy has no LoRA "
+            "(policy.lora_r = 0): resume with the LoRA settings it was saved with"
+        )
+    if frozen_digest(policy) != saved["base_sha256"]:
+        raise ValueError(
+            "the checkpoint's LoRA adapters were trained on another base model (the frozen "
+            "weights' sha256 differs): resume with the policy it was saved with"
+        )
+    load_trainable(policy, saved["lora_adapters"], "policy")
+    if ref["synced_adapters"] is not None:
+        ref_policy.load_state_dict(merged(policy, ref["synced_adapters"]).state_dict())
+    if model_digest(ref_policy) != ref["sha256"]:
+        raise ValueError(
+            "the DPO reference rebuilt from the checkpoint does not match the saved one "
+            "(sha256 differs): was the run started with another ref_policy?"
+        )
+    return ref["synced_adapters"]

@@ -14,9 +14,9 @@ from laser.distributed import Distributed
 from laser.policy.adapters import (
     frozen_digest,
     is_lora,
-    load_trainable,
+    load_lora_weights,
+    lora_weights_state,
     merged,
-    model_digest,
     trainable_state,
 )
 from laser.policy.config import PolicyConfig
@@ -399,41 +399,14 @@ class PolicyTrainer:
             return {"policy": self.policy.state_dict(), "ref_policy": self.ref_policy.state_dict()}
         if self._base_sha256 is None:  # the base is frozen: fingerprint it once
             self._base_sha256 = frozen_digest(self.policy)
-        return {
-            "policy": {
-                "lora_adapters": trainable_state(self.policy),
-                "base_sha256": self._base_sha256,
-            },
-            "ref_policy": {
-                "synced_adapters": self._ref_adapters,
-                "sha256": model_digest(self.ref_policy),
-            },
-        }
+        return lora_weights_state(
+            self.policy, self.ref_policy, self._ref_adapters, self._base_sha256
+        )
 
     def _load_weights(self, state: dict) -> None:
-        saved, ref = state["policy"], state["ref_policy"]
-        if "lora_adapters" not in saved:  # full weights: no LoRA, or an older LoRA checkpoint
-            self.policy.load_state_dict(saved)
-            self.ref_policy.load_state_dict(ref)
+        if "lora_adapters" not in state["policy"]:  # no LoRA, or an older LoRA checkpoint
+            self.policy.load_state_dict(state["policy"])
+            self.ref_policy.load_state_dict(state["ref_policy"])
             return
-        if not is_lora(self.policy):
-            raise ValueError(
-                "the checkpoint holds LoRA adapters only, but this policy has no LoRA "
-                "(policy.lora_r = 0): resume with the LoRA settings it was saved with"
-            )
-        if frozen_digest(self.policy) != saved["base_sha256"]:
-            raise ValueError(
-                "the checkpoint's LoRA adapters were trained on another base model (the frozen "
-                "weights' sha256 differs): resume with the policy it was saved with"
-            )
-        load_trainable(self.policy, saved["lora_adapters"], "policy")
-        if ref["synced_adapters"] is not None:
-            self.ref_policy.load_state_dict(
-                merged(self.policy, ref["synced_adapters"]).state_dict()
-            )
-        self._ref_adapters = ref["synced_adapters"]
-        if model_digest(self.ref_policy) != ref["sha256"]:
-            raise ValueError(
-                "the DPO reference rebuilt from the checkpoint does not match the saved one "
-                "(sha256 differs): was the run started with another ref_policy?"
-            )
+        self._ref_adapters = load_lora_weights(self.policy, self.ref_policy, state)
+        self._base_sha256 = state["policy"]["base_sha256"]  # checked equal by the load
