@@ -101,3 +101,26 @@ class SpectralAgreement(_Signal):
                 continue  # one sample, or the chosen RM ties every pair: nothing to grade
             out[prompt] = float(rank_one_fit(agreement_matrix(signs))[0])
         return out
+
+
+def label_free_check(signs: torch.Tensor, min_pairs: int = 20) -> dict[str, torch.Tensor] | None:
+    """What ``spectral_agreement`` would estimate of each RM on labelled pairs, beside what the
+    labels say: a check, before a run, of whether the label-free feedback can be trusted on
+    this pool.
+
+    ``signs`` (K, n): sign(r_k(chosen_i) - r_k(rejected_i)), i.e. +1 where RM k orders pair i
+    as the label does, -1 against it, 0 for a tie. Returns ``labelled`` (K,), the share of
+    pairs each RM orders right (a tie counts half, as it does in c = 2p - 1), and
+    ``label_free`` (K,), (1 + c_k) / 2 from :func:`rank_one_fit` of the agreement matrix
+    (clipped to [0, 1]: with sampling noise a fitted c can pass 1).
+    The second never uses the labels: M_ij = mean s_i s_j is unchanged by swapping a pair's
+    chosen and rejected answers. Where the two orders of the RMs differ, the pool's errors
+    are not independent (a flaw several RMs share looks like the truth to the fit) and the
+    online feedback will favour the wrong RMs. None with fewer than 3 RMs (the fit is not
+    identified) or fewer than ``min_pairs`` pairs."""
+    if signs.shape[0] < 3 or signs.shape[1] < min_pairs:
+        return None
+    signs = signs.double()
+    labelled = ((signs + 1) / 2).mean(1)
+    label_free = ((1 + rank_one_fit(agreement_matrix(signs))) / 2).clamp(0.0, 1.0)
+    return {"labelled": labelled, "label_free": label_free}

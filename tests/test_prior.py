@@ -140,7 +140,7 @@ def test_online_updates_recover_from_a_wrong_prior():
     assert bandit.select(contexts["A"]) == 0
 
 
-def test_fit_prior_cli_feeds_a_run(tmp_path):
+def test_fit_prior_cli_feeds_a_run(tmp_path, capsys):
     """laser-fit-prior on the smoke world, then a run with bandit_prior: the selector starts
     from the fitted means; a prior fitted with another seed's featurizer is refused."""
     from laser.build import build_loop
@@ -150,6 +150,7 @@ def test_fit_prior_cli_feeds_a_run(tmp_path):
 
     common = ["experiment=smoke", f"cache_dir={tmp_path / 'cache'}", "progress=false"]
     main(["--out", str(tmp_path / "p.json"), "--pairs-per-domain", "20", *common])
+    assert "label-free check skipped: it needs >= 3 RMs" in capsys.readouterr().out  # 2 RMs
     fitted = ArmPrior.load(tmp_path / "p.json")
     assert fitted.pairs == 20 * len(fitted.domains) and len(fitted.names) >= 2
     assert fitted.centered and np.allclose(np.mean(fitted.means, axis=0), 0.0)
@@ -161,3 +162,59 @@ def test_fit_prior_cli_feeds_a_run(tmp_path):
     loop.run(progress=False)  # and it trains
     with pytest.raises(ValueError, match="featurizer"):
         build_loop(compose_train([*overrides, "loop.seed=1"]), NullLogger())
+
+
+def _signs(rng, p, n):
+    """+1 with probability p (the RM orders the pair as its label does), else -1."""
+    return np.where(rng.random(n) < p, 1.0, -1.0)
+
+
+def test_label_free_check_recovers_independent_accuracies_and_flags_a_shared_flaw():
+    """Independent errors: spectral_agreement's estimate of each RM's accuracy is the labelled
+    one (Parisi et al. 2014's identity, here on 4,000 pairs). Three RMs sharing one error
+    pattern (p = 0.6) beside an independent expert (p = 0.9): the fit sees the trio agree
+    perfectly and rates them near 1, the expert near 0.5 + 0.8 * 0.2 / 2 = 0.58: the check's
+    best RMs differ and check_lines warns."""
+    import torch
+
+    from laser.fit_prior import check_lines
+    from laser.spectral import label_free_check
+
+    rng = np.random.default_rng(0)
+    n, accuracy = 4000, [0.9, 0.8, 0.7, 0.6]
+    independent = np.stack([_signs(rng, p, n) for p in accuracy])
+    check = label_free_check(torch.from_numpy(independent))
+    assert np.allclose(check["labelled"].numpy(), accuracy, atol=0.02)
+    assert np.allclose(check["label_free"].numpy(), check["labelled"].numpy(), atol=0.03)
+    names, domains = ["expert", "a", "b", "c"], ["d"] * n
+    assert "WARNING" not in "\n".join(check_lines(independent.T, names, domains))
+
+    shared = _signs(rng, 0.6, n)
+    flawed = np.stack([_signs(rng, 0.9, n), shared, shared, shared])
+    check = label_free_check(torch.from_numpy(flawed))
+    assert check["labelled"].numpy().argmax() == 0
+    assert check["label_free"][0] == pytest.approx(0.58, abs=0.03)
+    assert check["label_free"][1:].min() > 0.95
+    lines = "\n".join(check_lines(flawed.T, names, domains))
+    assert "WARNING" in lines and "all (labels: expert 0.9" in lines
+    # per domain: the flaw only on domain y is named there, not on x
+    mixed = np.concatenate([independent, flawed], axis=1).T
+    lines = check_lines(mixed, names, ["x"] * n + ["y"] * n)
+    assert lines[-1].startswith("WARNING") and "y (labels: expert" in lines[-1]
+    assert "x (labels" not in lines[-1]
+    assert label_free_check(torch.from_numpy(independent[:2])) is None  # K = 2: not identified
+
+
+def test_preference_file_domains_group_the_label_free_check(tmp_path):
+    """A ``domain`` column in the user's pairs file is kept (the check groups by it); without
+    one every pair is in one group."""
+    from laser.fit_prior import file_pairs
+
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "b", "domain": d} for d in ("x", "y")]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [e.domain for e in file_pairs(str(path))[0]] == ["x", "y"]
+    path.write_text(
+        "".join(json.dumps({k: r[k] for k in ("chosen", "rejected")}) + "\n" for r in rows)
+    )
+    assert [e.domain for e in file_pairs(str(path))[0]] == ["data", "data"]
