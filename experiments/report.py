@@ -45,6 +45,26 @@ def routing_accuracy(
     return right / total if total else None
 
 
+def routing_regret(summary: dict[str, Any], warmup: float, early: bool = False) -> float | None:
+    """Mean, per prompt routed in the steps :func:`routing_accuracy` counts, of the held-out
+    pairwise accuracy the chosen RM gives up against the best RM of the prompt's domain
+    (matrix[best][d] - matrix[chosen][d], the world report's numbers): the selector's regret
+    in accuracy units, 0 for the oracle router. ``early``: over the first ``warmup`` share of
+    steps, the cold start. None where routing_accuracy has no answer or no matrix."""
+    matrix = summary.get("rm_domain_accuracy") or {}
+    if summary["kind"] in ("ensemble", "gold") or not matrix or not summary["best_rm"]:
+        return None
+    first = math.ceil(warmup * len(summary["routes"]))
+    steps = summary["routes"][:first] if early else summary["routes"][first:]
+    gap = total = 0.0
+    for step in steps:
+        for key, count in step.items():
+            domain, rm = key.split("|", 1)
+            gap += count * (matrix[summary["best_rm"][domain]][domain] - matrix[rm][domain])
+            total += count
+    return gap / total if total else None
+
+
 def pool_size(summaries: list[dict]) -> int:
     """K, the RMs a selector chooses from: the largest pool of the sweep (an ensemble's or
     the gold reward's run has a pool of one arm)."""
@@ -79,6 +99,9 @@ def method_rows(summaries: list[dict], warmup: float) -> list[dict[str, Any]]:
             early = [routing_accuracy(r, warmup, early=True) for r in runs]
             if all(v is not None for v in early):
                 row["routing_early_mean"], row["routing_early_std"] = _mean_std(early)
+            regret = [routing_regret(r, warmup, early=True) for r in runs]
+            if all(v is not None for v in regret):
+                row["regret_early_mean"], row["regret_early_std"] = _mean_std(regret)
         rows.append(row)
     return rows
 
@@ -126,15 +149,16 @@ def markdown(
         f"{summaries[0]['steps']} steps per run, {len(domains)} domains, K = {k} RMs).",
         "",
         "| method | kind | " + " | ".join(domains) + " | mean | RM forward samples | wall s "
-        f"| routing acc. (after {warmup:.0%}) | best-tier routing | routing (first {warmup:.0%}) |",
-        "|---|---|" + "---:|" * (len(domains) + 6),
+        f"| routing acc. (after {warmup:.0%}) | best-tier routing | routing (first {warmup:.0%}) "
+        f"| regret per prompt (first {warmup:.0%}) |",
+        "|---|---|" + "---:|" * (len(domains) + 7),
     ]
     for r in sorted(rows, key=lambda r: -r["acc_mean"]):
         name = f"**{r['method']}**" if r["method"] == reference else r["method"]
         cells = [_fmt(r[f"{d}_mean"], r[f"{d}_std"]) for d in domains]
         routing = [
             _fmt(r[f"{key}_mean"], r[f"{key}_std"]) if f"{key}_mean" in r else "—"
-            for key in ("routing", "routing_tier", "routing_early")
+            for key in ("routing", "routing_tier", "routing_early", "regret_early")
         ]
         lines.append(
             f"| {name} | {r['kind']} | "
@@ -147,7 +171,8 @@ def markdown(
         f"Routing accuracy: share of prompts sent to the RM with the best held-out pairwise "
         f"accuracy on their domain; chance is 1/K = {1 / k:.2f}. Best-tier routing: to any RM "
         f"within {TIER} of that best (in the built-in world two experts per domain are equally "
-        "good, so both count).",
+        "good, so both count). Regret per prompt: the held-out accuracy the chosen RM gives up "
+        "against its domain's best, averaged over the prompts of the first steps (the cold start).",
         "",
         f"Paired comparisons of {reference} (same seeds, same eval prompts): difference in mean "
         "accuracy with a 95% bootstrap CI over eval prompts (stratified by seed and domain), the "

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from experiments.report import routing_accuracy
+from experiments.report import routing_accuracy, routing_regret
 from experiments.stats import macro_mean, mcnemar_exact, paired_bootstrap
 from laser.bandits import DomainRouter
 from laser.cli import CONF_DIR
@@ -83,6 +83,24 @@ def test_routing_accuracy_counts_after_warmup_only():
     assert routing_accuracy(summary, warmup=0.5, early=True) == pytest.approx(7 / 16)
     # an external world without a report: no best RM, so no routing accuracy (not a crash)
     assert routing_accuracy({**summary, "best_rm": {}}, 0.2) is None
+
+
+def test_routing_regret_is_the_accuracy_the_chosen_rm_gives_up():
+    """Per routed prompt, best RM's held-out accuracy on the domain minus the chosen RM's."""
+    summary = {
+        "kind": "selector",
+        "best_rm": {"rev": "A", "max": "B"},
+        "rm_domain_accuracy": {"A": {"rev": 0.9, "max": 0.5}, "B": {"rev": 0.6, "max": 0.8}},
+        "routes": [
+            {"rev|B": 4, "max|A": 4},  # every prompt wrong: 4 * 0.3 + 4 * 0.3 over 8
+            {"rev|A": 3, "rev|B": 1, "max|B": 4},  # one wrong on rev: 0.3 over 8
+        ],
+    }
+    assert routing_regret(summary, 0.5, early=True) == pytest.approx(0.3)
+    assert routing_regret(summary, 0.5) == pytest.approx(0.3 / 8)
+    assert routing_regret(summary, 0.0) == pytest.approx(2.7 / 16)
+    assert routing_regret({**summary, "kind": "gold"}, 0.5) is None
+    assert routing_regret({**summary, "rm_domain_accuracy": {}}, 0.5) is None
 
 
 def test_an_external_world_is_reported_from_its_own_report_not_the_built_in_world(tmp_path):
