@@ -210,6 +210,7 @@ def test_laser_compare_end_to_end(tmp_path):
     assert ensemble == 4 * single
     assert single < float(rows["laser"]["rm_forward_samples"]) < ensemble
     assert float(rows["oracle"]["routing_mean"]) == 1.0
+    assert float(rows["oracle"]["regret_early_mean"]) == 0.0  # the best RM: nothing given up
     table = (out / "results.md").read_text()
     assert all(m in table for m in methods) and "McNemar" in table and "seeds laser ahead" in table
     pngs = {p.name for p in out.glob("*.png")}
