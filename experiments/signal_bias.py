@@ -16,7 +16,13 @@ the pool, and reports per (domain, RM):
   (``reference=pool weight=margin``);
 - ``spectral``: the RM's reliability 2p - 1 from the rank-one fit of the pool's agreement
   matrix (``spectral_agreement``, laser/spectral.py), on a different scale: only its order
-  of the RMs compares.
+  of the RMs compares. Fitted per prompt, as the feedback does online, then averaged;
+- ``spectral_pooled``: the same fit once, on the agreement matrix of every sample pair of
+  the domain's prompts (28 pairs a prompt at n = 8). Measured: on the hard domain the
+  per-prompt fits, averaged, rate a near-chance RM close to the experts where the pooled fit
+  does not (README, "Other worlds"). Independent errors alone do not do that (a simulation
+  with three RMs at 0.9 and one at chance, 28 pairs a prompt, gives both fits c ~ 0 for it),
+  so it comes from how the RMs' errors vary from prompt to prompt, not from sample size.
 
 and, per domain, whether each signal's best RM is a best-tier RM by gold. A signal whose
 reference changes with the arm it grades can misrank arms: dropping a good RM from the
@@ -36,7 +42,7 @@ from laser.consensus import consensus_reference
 from laser.feedback import margin_agreement, pairwise_agreement
 from laser.spectral import agreement_matrix, pair_signs, rank_one_fit
 
-SIGNALS = ("gold", "others", "pool", "pool_margin", "spectral")
+SIGNALS = ("gold", "others", "pool", "pool_margin", "spectral", "spectral_pooled")
 
 
 def agreement_table(scores: dict[str, torch.Tensor], gold: torch.Tensor, groups: dict) -> dict:
@@ -49,9 +55,9 @@ def agreement_table(scores: dict[str, torch.Tensor], gold: torch.Tensor, groups:
         return sum(values.values()) / max(len(values), 1)
 
     stacked = torch.stack([scores[m] for m in names])
-    spectral = {
-        p: rank_one_fit(agreement_matrix(pair_signs(stacked, idx))) for p, idx in groups.items()
-    }
+    signs = {p: pair_signs(stacked, idx) for p, idx in groups.items()}
+    spectral = {p: rank_one_fit(agreement_matrix(s)) for p, s in signs.items()}
+    pooled = rank_one_fit(agreement_matrix(torch.cat(list(signs.values()), dim=1)))
     out = {}
     for k, name in enumerate(names):
         own = scores[name]
@@ -62,6 +68,7 @@ def agreement_table(scores: dict[str, torch.Tensor], gold: torch.Tensor, groups:
             "pool": mean(pairwise_agreement(own, pool, groups)),
             "pool_margin": mean(margin_agreement(own, pool, groups)),
             "spectral": mean({p: float(c[k]) for p, c in spectral.items()}),
+            "spectral_pooled": float(pooled[k]),
         }
     return out
 
@@ -137,8 +144,9 @@ def main() -> None:
         f"training prompts x {args.n} samples of "
         "the SFT policy; mean per-prompt pairwise agreement of each RM with the reference.",
         "",
-        "| domain | RM | gold | others (before) | pool | pool, margin-weighted | spectral |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| domain | RM | gold | others (before) | pool | pool, margin-weighted | spectral "
+        "| spectral, pooled over the domain |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     verdicts = []
     for domain in task.domains:
