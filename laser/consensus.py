@@ -63,6 +63,13 @@ class PeerAudit:
     ) -> tuple[dict[int, list[int]], list[torch.Tensor]]:
         """The audited prompts' samples, and each working peer's (N,) scores of them (0
         elsewhere); every peer pass is counted in that peer's RM cost."""
+        groups, named = self.named_peer_scores(rm, batch, signal)
+        return groups, list(named.values())
+
+    def named_peer_scores(
+        self, rm: RewardModel, batch: ArmBatch, signal: str = "audit"
+    ) -> tuple[dict[int, list[int]], dict[str, torch.Tensor]]:
+        """:meth:`peer_scores` with each working peer's name (pool order)."""
         groups = {
             p: idx
             for p, idx in batch.prompt_samples().items()
@@ -70,10 +77,10 @@ class PeerAudit:
         }
         idx = [i for members in groups.values() for i in members]
         if not idx:
-            return {}, []
+            return {}, {}
         columns = {k: [v[i] for i in idx] for k, v in batch.metadata.items()}
         prompts, completions = [batch.texts[i] for i in idx], [batch.completions[i] for i in idx]
-        peers: list[torch.Tensor] = []
+        peers: dict[str, torch.Tensor] = {}
         for name, peer in self.pool.items():
             if peer is rm:
                 continue
@@ -83,7 +90,7 @@ class PeerAudit:
             except RewardModelError as exc:
                 tqdm.write(f"{signal}: peer {name!r} skipped: {exc}")
                 continue
-            peers.append(scores)
+            peers[name] = scores
         return groups, peers
 
 

@@ -73,6 +73,7 @@ class ArmBatch:
     group: torch.Tensor  # (N,) prompt id of each sample
     rewards: torch.Tensor  # (N,)
     metadata: dict[str, list]  # per-sample columns
+    contexts: torch.Tensor | None = None  # (B, d) the router's context of each prompt id
 
     def prompt_samples(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {p: [] for p in self.prompts}

@@ -197,6 +197,12 @@ class Router:
         self.bandit = NormalizedBandit(selector, normalizer)
         self.granularity, self.signal = granularity, signal
         self.dist = dist or Distributed()
+        if self.dist.enabled and hasattr(signal, "state_dict"):
+            raise ValueError(
+                f"feedback {signal.name!r} keeps state fitted on each process's own prompts, "
+                "which would differ between processes: run it in one process (or use "
+                "feedback=spectral_agreement)"
+            )
         self.decisions = decisions  # decisions.jsonl for off-policy evaluation (laser-ope)
 
     @property
@@ -282,6 +288,7 @@ class Router:
             decision.group,
             scores.rewards,
             samples.metadata,
+            decision.contexts,
         )
 
     def feedback(
@@ -346,13 +353,18 @@ class Router:
 
     # --------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             **self.arms.state_dict(),
             "selector": self.selector.state_dict(),
             "normalizer": self.normalizer.state_dict(),
         }
+        if hasattr(self.signal, "state_dict"):  # a signal that learns (spectral_pooled)
+            out["signal"] = self.signal.state_dict()
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.selector.load_state_dict(state["selector"])
         self.normalizer.load_state_dict(state["normalizer"])
         self.arms.load_state_dict(state, self.selector)
+        if hasattr(self.signal, "load_state_dict") and "signal" in state:
+            self.signal.load_state_dict(state["signal"])

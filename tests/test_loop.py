@@ -68,6 +68,7 @@ def test_smoke_every_algo_and_selector(cache, tmp_path, policy, bandit):
         "majority_agreement",
         "consensus_agreement",
         "spectral_agreement",
+        "spectral_pooled",
     ],
 )
 def test_features_and_feedback_options(cache, tmp_path, features, feedback):

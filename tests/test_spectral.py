@@ -87,3 +87,67 @@ def test_the_fit_orders_an_expert_a_noisy_generalist_and_a_believer():
         for name in ("expert", "generalist", "believer")
     }
     assert value["expert"] > value["generalist"] > 0 > value["believer"]
+
+
+def test_the_pooled_agreement_model_is_a_ridge_fit_per_entry():
+    """ContextAgreement on one-hot contexts: n observations of M at e1 predict n / (n + l2) M
+    there and nothing at e2; the state round-trips and a changed pool starts afresh."""
+    from laser.spectral import ContextAgreement
+
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    m1 = torch.tensor([[1.0, 0.5, -0.2], [0.5, 1.0, 0.1], [-0.2, 0.1, 1.0]])
+    model = ContextAgreement(["a", "b", "c"], l2=1.0)
+    assert torch.equal(model.predict(e1), torch.zeros(3, 3, dtype=torch.float64))
+    for _ in range(3):
+        model.update(e1, m1)
+    assert torch.allclose(model.predict(e1), 0.75 * m1.double())
+    assert torch.allclose(model.predict(e2), torch.zeros(3, 3, dtype=torch.float64))
+    model.update(e2, -m1)
+    assert torch.allclose(model.predict(e2), -0.5 * m1.double())
+    assert torch.allclose(model.predict(e1), 0.75 * m1.double())
+    copy = ContextAgreement(["a", "b", "c"])
+    copy.load_state_dict(model.state_dict())
+    assert torch.equal(copy.predict(e1), model.predict(e1))
+    other = ContextAgreement(["a", "b", "d"])
+    other.load_state_dict(model.state_dict())  # another pool: not loaded
+    assert torch.equal(other.predict(e1), torch.zeros(3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="l2"):
+        ContextAgreement(["a"], l2=0.0)
+
+
+def test_the_pooled_signal_grades_from_the_pooled_matrix():
+    """Four RMs that agree on every pair: each audit adds M = 1 off the diagonal at the
+    prompt's context, so after n audits M(x) = n / (n + 1) and c = sqrt(n / (n + 1)) (0.707,
+    then 0.816), where the per-prompt fit says 1 at once. Without contexts: the per-prompt
+    fit. Router state carries the model; two processes are refused."""
+    from types import SimpleNamespace
+
+    from laser.bandits import LinUCB, PercentileNormalizer
+    from laser.routing import PerPrompt, Router
+    from laser.spectral import PooledSpectralAgreement
+
+    right = {c: float(-i) for i, c in enumerate("abcd")}
+    rms = {"me": fixed(right), "p": fixed(right), "q": fixed(right), "r": fixed(right)}
+    signal = PooledSpectralAgreement(rms, audit=1.0)
+    batch = batch_of(list(right.values()))
+    batch.contexts = torch.tensor([[1.0, 0.0]])
+    assert signal.after(rms["me"], None, None, batch)[0] == pytest.approx(0.5**0.5, abs=1e-6)
+    assert signal.after(rms["p"], None, None, batch)[0] == pytest.approx((2 / 3) ** 0.5, abs=1e-6)
+    batch.contexts = None
+    assert signal.after(rms["me"], None, None, batch) == {0: pytest.approx(1.0)}
+    router = Router(rms, LinUCB(4, 2), PercentileNormalizer(), PerPrompt(), signal)
+    fresh = PooledSpectralAgreement(rms, audit=1.0)
+    Router(rms, LinUCB(4, 2), PercentileNormalizer(), PerPrompt(), fresh).load_state_dict(
+        router.state_dict()
+    )
+    x = torch.tensor([1.0, 0.0])
+    assert torch.equal(fresh.model.predict(x), signal.model.predict(x))
+    with pytest.raises(ValueError, match="one process"):
+        Router(
+            rms,
+            LinUCB(4, 2),
+            PercentileNormalizer(),
+            PerPrompt(),
+            signal,
+            dist=SimpleNamespace(enabled=True),
+        )
