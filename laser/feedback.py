@@ -29,7 +29,8 @@ several RMs, and a single batch-level number would credit every RM with the othe
 - ``ConsensusAgreement`` / ``SpectralAgreement`` (in ``laser.consensus`` / ``laser.spectral``):
   per audited prompt, agreement of the chosen RM's ranking with the pool's consensus / the
   chosen RM's reliability from the pool's agreement matrix. No gold; the audits' RM passes
-  are counted.
+  are counted. ``PooledSpectralAgreement`` (``spectral_pooled``) fits that matrix pooled
+  over all audits so far, regressed on the prompt's context, instead of one prompt's pairs.
 - ``ConsensusPick`` / ``GoldPick`` (in ``laser.bon``): for best-of-n selection, where only
   the chosen RM's top-scored sample matters: the peers' consensus score / the gold score of it.
 - ``RewardGain``: change of the chosen RM's mean reward on a fixed held-out probe batch
