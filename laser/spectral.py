@@ -90,6 +90,13 @@ class SpectralAgreement(_Signal):
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
         groups, peers = self.peers.peer_scores(rm, batch, self.name)
+        return self.per_prompt_fit(batch, groups, peers)
+
+    @staticmethod
+    def per_prompt_fit(
+        batch: ArmBatch, groups: dict[int, list[int]], peers: list[torch.Tensor]
+    ) -> Feedback:
+        """Each audited prompt's value from its own agreement matrix (the chosen RM first)."""
         if not peers:
             return {}
         if len(peers) < 2:  # two RMs: only c_1 c_2 is identified; agreement with the other
@@ -164,9 +171,7 @@ class ContextAgreement:
         return {"names": self.names, "l2": self.l2, "A": self.A, "B": self.B}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if (
-            list(state["names"]) != self.names
-        ):  # the pool changed: what was pooled is not this pool's
+        if list(state["names"]) != self.names:  # the pool changed: not this pool's agreements
             tqdm.write(
                 f"spectral_pooled: the checkpoint's pool {list(state['names'])} is not this "
                 f"run's {self.names}; its agreement model starts afresh"
@@ -191,17 +196,17 @@ class PooledSpectralAgreement(SpectralAgreement):
         self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0, l2: float = 1.0
     ):
         super().__init__(pool, audit, seed)
-        self.pool = pool
         self.model = ContextAgreement(list(pool), l2)
 
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
-        names = list(self.pool)
+        pool = self.peers.pool
+        names = list(pool)
         groups, peers = self.peers.named_peer_scores(rm, batch, self.name)
         if len(names) < 3 or len(peers) != len(names) - 1 or batch.contexts is None:
-            return super().after(rm, stats, before, batch)  # the per-prompt fit
-        chosen = next(n for n, r in self.pool.items() if r is rm)
+            return self.per_prompt_fit(batch, groups, list(peers.values()))  # same audit
+        chosen = next(n for n, r in pool.items() if r is rm)
         scores = torch.stack(
             [batch.rewards.float() if n == chosen else peers[n] for n in names]
         )  # (K, N) in pool order

@@ -134,7 +134,9 @@ def test_the_pooled_signal_grades_from_the_pooled_matrix():
     assert signal.after(rms["me"], None, None, batch)[0] == pytest.approx(0.5**0.5, abs=1e-6)
     assert signal.after(rms["p"], None, None, batch)[0] == pytest.approx((2 / 3) ** 0.5, abs=1e-6)
     batch.contexts = None
+    spent = sum(r.forward_samples for r in rms.values())
     assert signal.after(rms["me"], None, None, batch) == {0: pytest.approx(1.0)}
+    assert sum(r.forward_samples for r in rms.values()) - spent == 3 * 4  # one audit, not two
     router = Router(rms, LinUCB(4, 2), PercentileNormalizer(), PerPrompt(), signal)
     fresh = PooledSpectralAgreement(rms, audit=1.0)
     Router(rms, LinUCB(4, 2), PercentileNormalizer(), PerPrompt(), fresh).load_state_dict(
