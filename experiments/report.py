@@ -31,18 +31,25 @@ def routing_accuracy(
     best = summary["best_rm"]
     if not best:  # an external world without a report: no best RM to measure against
         return None
-    first = math.ceil(warmup * len(summary["routes"]))
     right = total = 0
+    for domain, rm, count in _routed(summary, warmup, early):
+        good = rm == best[domain] or (
+            tier > 0 and matrix[rm][domain] >= matrix[best[domain]][domain] - tier
+        )
+        right += count * good
+        total += count
+    return right / total if total else None
+
+
+def _routed(summary: dict[str, Any], warmup: float, early: bool):
+    """(domain, RM, prompts) of every routing count after the first ``warmup`` share of steps
+    (``early``: within it)."""
+    first = math.ceil(warmup * len(summary["routes"]))
     steps = summary["routes"][:first] if early else summary["routes"][first:]
     for step in steps:
         for key, count in step.items():
             domain, rm = key.split("|", 1)
-            good = rm == best[domain] or (
-                tier > 0 and matrix[rm][domain] >= matrix[best[domain]][domain] - tier
-            )
-            right += count * good
-            total += count
-    return right / total if total else None
+            yield domain, rm, count
 
 
 def routing_regret(summary: dict[str, Any], warmup: float, early: bool = False) -> float | None:
@@ -54,14 +61,10 @@ def routing_regret(summary: dict[str, Any], warmup: float, early: bool = False) 
     matrix = summary.get("rm_domain_accuracy") or {}
     if summary["kind"] in ("ensemble", "gold") or not matrix or not summary["best_rm"]:
         return None
-    first = math.ceil(warmup * len(summary["routes"]))
-    steps = summary["routes"][:first] if early else summary["routes"][first:]
     gap = total = 0.0
-    for step in steps:
-        for key, count in step.items():
-            domain, rm = key.split("|", 1)
-            gap += count * (matrix[summary["best_rm"][domain]][domain] - matrix[rm][domain])
-            total += count
+    for domain, rm, count in _routed(summary, warmup, early):
+        gap += count * (matrix[summary["best_rm"][domain]][domain] - matrix[rm][domain])
+        total += count
     return gap / total if total else None
 
 
