@@ -80,7 +80,8 @@ def method_kind(train_cfg: DictConfig) -> str:
     if train_cfg.pool in ("ensemble", "gold"):
         return str(train_cfg.pool)
     target = str(train_cfg.bandit._target_).rsplit(".", 1)[-1]
-    return {"FixedArm": "fixed", "DomainRouter": "oracle"}.get(target, "selector")
+    kinds = {"FixedArm": "fixed", "DomainRouter": "oracle", "DomainTierRouter": "oracle"}
+    return kinds.get(target, "selector")
 
 
 def run_job(cfg: DictConfig, output_dir: str) -> dict[str, Any]:

@@ -77,7 +77,8 @@ def goal_rows(summaries: list[dict], reference: str, warmup: float) -> list[dict
         share = f"{ratio:.0%}" if ratio is not None else "the oracle gained nothing"
         rows.append(
             {
-                "goal": "LASER gains >= 80% of the oracle router's gain",
+                "goal": "LASER gains >= 80% of the oracle router's gain"
+                + ("" if oracle == "oracle" else f" ({oracle})"),
                 "measured": f"{gain:+.3f} of {ogain:+.3f} ({share})",
                 "met": ratio is not None and ratio >= 0.8,
             }

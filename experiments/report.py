@@ -12,8 +12,7 @@ import numpy as np
 
 from experiments.plots import plot_arm_selection, plot_curves, plot_rm_cost
 from experiments.stats import mcnemar_exact, paired_bootstrap
-
-TIER = 0.05  # an RM within this of the best held-out accuracy on a domain is "best tier"
+from laser.world.quality import TIER
 
 
 def routing_accuracy(

@@ -44,7 +44,7 @@ from laser.routing import PerBatch, PerPrompt, Router
 from laser.world import prepare_world
 from laser.world.external import ExternalWorld
 from laser.world.prepare import make_suite
-from laser.world.quality import best_overall, best_rm_per_domain
+from laser.world.quality import best_overall, best_rm_per_domain, best_tier_per_domain
 
 ENSEMBLES = {
     "mean": MeanEnsemble,
@@ -207,12 +207,22 @@ def build_selector(
         raise ValueError(f"bandit={node._target_.rsplit('.', 1)[-1]}: {cause}") from exc
 
 
-def oracle_routes(world, names: list[str], featurizer) -> list[int]:
-    """The oracle router's arm per domain (it reads the domain from its one-hot context)."""
+def _oracle_domains(featurizer) -> list[str]:
     domains = getattr(featurizer, "domains", None)
     if domains is None:
         raise ValueError("the oracle router needs features=domain_onehot")
-    return [names.index(n) for n in best_rm_per_domain(world, names, domains)]
+    return domains
+
+
+def oracle_routes(world, names: list[str], featurizer) -> list[int]:
+    """The oracle router's arm per domain (it reads the domain from its one-hot context)."""
+    return [names.index(n) for n in best_rm_per_domain(world, names, _oracle_domains(featurizer))]
+
+
+def oracle_tiers(world, names: list[str], featurizer) -> list[list[int]]:
+    """The tier oracle router's arms per domain: every RM within TIER of the domain's best."""
+    tiers = best_tier_per_domain(world, names, _oracle_domains(featurizer))
+    return [[names.index(n) for n in tier] for tier in tiers]
 
 
 def planned_rm_names(config: TrainConfig) -> list[str]:
@@ -243,6 +253,7 @@ def validate(cfg: DictConfig) -> TrainConfig:
         best=lambda: names[0],
         dim=lambda: dim,
         routes=lambda: [0] * dim,
+        tiers=lambda: [[0]] * dim,
     )
     instantiate(cfg.feedback.normalizer)
     if config.bandit_prior is not None and not config.resume:
@@ -309,6 +320,7 @@ def build_router(
         best=lambda: best_overall(world, list(pool)),
         dim=lambda: featurizer.dim,
         routes=lambda: oracle_routes(world, list(pool), featurizer),
+        tiers=lambda: oracle_tiers(world, list(pool), featurizer),
     )
     if config.bandit_prior is not None and fresh:
         apply_prior(selector, ArmPrior.load(config.bandit_prior), list(pool), featurizer)

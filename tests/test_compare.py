@@ -13,7 +13,7 @@ import yaml
 
 from experiments.report import routing_accuracy, routing_regret
 from experiments.stats import macro_mean, mcnemar_exact, paired_bootstrap
-from laser.bandits import DomainRouter
+from laser.bandits import DomainRouter, DomainTierRouter
 from laser.cli import CONF_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +110,7 @@ def test_an_external_world_is_reported_from_its_own_report_not_the_built_in_worl
 
     from laser.build import open_world, typed
     from laser.cli import compose_train
-    from laser.world.quality import best_rm_per_domain
+    from laser.world.quality import best_rm_per_domain, best_tier_per_domain
 
     matrix = {
         "numeric": {"next": 0.9, "add": 0.8, "larger": 0.4, "antonym": 0.6},
@@ -133,6 +133,12 @@ def test_an_external_world_is_reported_from_its_own_report_not_the_built_in_worl
     assert world.summary["rm_domain_accuracy"] == matrix and not cache.exists()
     best = best_rm_per_domain(world, world.reward_model_names, ["next", "larger"])
     assert best == ["numeric", "choice"]
+    # the tier: every RM within 0.05 of the best (the default margin), in pool order
+    tiers = best_tier_per_domain(world, world.reward_model_names, ["next", "larger", "antonym"])
+    assert tiers == [["numeric"], ["choice"], ["choice"]]
+    assert best_tier_per_domain(world, world.reward_model_names, ["larger"], margin=0.31) == [
+        ["choice", "noisy", "verbose"]
+    ]
 
 
 def test_domain_router_routes_by_domain_and_keeps_its_state():
@@ -150,6 +156,33 @@ def test_domain_router_routes_by_domain_and_keeps_its_state():
     other = DomainRouter(num_arms=2, dim=2, routes=[0, 0])
     other.load_state_dict(router.state_dict())
     assert other.routes == [1, 0]
+
+
+def test_domain_tier_router_draws_uniformly_from_its_domains_tier_and_resumes_its_draws():
+    router = DomainTierRouter(num_arms=4, dim=3, tiers=[[0, 2], [1], [1, 3]], seed=0)
+    domain = np.eye(3)
+    draws = [router.select(domain[0]) for _ in range(2000)]
+    assert set(draws) == {0, 2} and abs(np.mean(np.array(draws) == 0) - 0.5) < 0.04
+    assert {router.select(domain[1]) for _ in range(50)} == {1}
+    assert router.probabilities(domain[2]).tolist() == [0.0, 0.5, 0.0, 0.5]
+    restored = DomainTierRouter(num_arms=4, dim=3, tiers=[[0], [1], [2]], seed=7)
+    restored.load_state_dict(router.state_dict())
+    assert restored.tiers == router.tiers
+    assert [restored.select(domain[0]) for _ in range(20)] == [
+        router.select(domain[0]) for _ in range(20)
+    ]
+    router.remove_arm(2)  # domain 0 keeps arm 0; domain 2's arm 3 shifts down
+    assert router.tiers == [[0], [1], [1, 2]] and router.num_arms == 3
+    with pytest.raises(ValueError, match="only RM of a domain's tier"):
+        router.remove_arm(0)
+    with pytest.raises(ValueError, match="distinct arms"):
+        DomainTierRouter(num_arms=3, dim=1, tiers=[[1, 1]])
+    with pytest.raises(ValueError, match="distinct arms"):
+        DomainTierRouter(num_arms=3, dim=1, tiers=[[]])
+    with pytest.raises(ValueError, match="tiers has"):
+        DomainTierRouter(num_arms=3, dim=2, tiers=[[0]])
+    with pytest.raises(ValueError, match="one-hot"):
+        router.select([1.0, 0.0])
 
 
 # The default pool's RM names on a world small enough to build in seconds.
@@ -211,6 +244,7 @@ def test_laser_compare_end_to_end(tmp_path):
     assert single < float(rows["laser"]["rm_forward_samples"]) < ensemble
     assert float(rows["oracle"]["routing_mean"]) == 1.0
     assert float(rows["oracle"]["regret_early_mean"]) == 0.0  # the best RM: nothing given up
+    assert float(rows["oracle_tier"]["routing_tier_mean"]) == 1.0  # only the best tier
     table = (out / "results.md").read_text()
     assert all(m in table for m in methods) and "McNemar" in table and "seeds laser ahead" in table
     pngs = {p.name for p in out.glob("*.png")}

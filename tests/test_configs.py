@@ -25,11 +25,13 @@ def test_bandit_config_composes_and_instantiates(name):
     sizes = {"num_arms": 3, **({"dim": 4} if "dim" in cfg.keys() else {})}
     if "routes" in cfg.keys():  # the oracle router: filled from the world at run time
         sizes.update(dim=4, routes=[0, 1, 2, 0])
+    if "tiers" in cfg.keys():  # the tier oracle router: likewise
+        sizes.update(dim=4, tiers=[[0, 1], [1], [2], [0, 2]])
     # stochastic selectors read ${loop.seed} from the run config they are part of
     root = OmegaConf.create({"loop": {"seed": 0}, "bandit": cfg})
     selector = instantiate(root.bandit, **sizes)
     assert isinstance(selector, Bandit) and selector.num_arms == 3
-    x = np.ones(4)
+    x = np.ones(4) if "tiers" not in cfg.keys() else np.eye(4)[0]
     arm = selector.select(x)
     selector.update(arm, x, 0.5)
     assert selector.probabilities(x).sum() == pytest.approx(1.0)

@@ -28,6 +28,7 @@ FACTORIES = {
     "linucb": lambda: LinUCB(3, DIM, alpha=0.5),
     "linucb_seeded_discounted": lambda: LinUCB(3, DIM, alpha=0.5, gamma=0.9, seed=4),
     "lints": lambda: LinTS(3, DIM, v=0.5, seed=1),
+    "lints_auto": lambda: LinTS(3, DIM, v="auto", seed=1),
     "linelim": lambda: LinElim(3, DIM, alpha=0.5, seed=6),
     "exp3": lambda: EXP3(3, gamma=0.2, seed=2),
     "egreedy": lambda: EpsilonGreedy(3, epsilon=0.2, seed=3),
@@ -172,6 +173,75 @@ def test_lints_probabilities_match_its_own_selection_frequencies():
     probs = sel.probabilities(x)
     counts = np.bincount([sel.select(x) for _ in range(20000)], minlength=3) / 20000
     np.testing.assert_allclose(counts, probs, atol=0.015)
+
+
+def test_lints_auto_estimates_the_feedback_noise_hand_computed_then_from_data():
+    """v="auto": the scale starts at the prior's 1, follows the standardised one-step
+    prediction errors (hand-computed on x = [1], l2_lambda 1), matches the batch quadratic
+    y^T y - b^T A^-1 b of Bayesian linear regression, and settles at the true noise std."""
+    sel, x = LinTS(2, 1, v="auto", seed=0), np.ones(1)
+    assert sel.scale == 1.0
+    sel.update(0, x, 0.6)  # predicted 0 with w^2 = 1/1: 0.36 / 2 = 0.18
+    assert sel.scale == pytest.approx(math.sqrt((1.0 + 0.18) / 2.0))
+    sel.update(0, x, 0.6)  # predicted 0.6 / 2 = 0.3 with w^2 = 1/2: 0.09 / 1.5 = 0.06
+    assert sel.scale == pytest.approx(math.sqrt((1.0 + 0.18 + 0.06) / 3.0))
+    # batch identity: y^T y - b^T A^-1 b = 0.72 - 1.2 * 1.2 / 3 = 0.24 = 0.18 + 0.06
+    assert sel.noise.sq == pytest.approx(0.24)
+    rng = np.random.default_rng(0)
+    sel, env = LinTS(3, DIM, v="auto", seed=0), rng.normal(size=(3, DIM))
+    ys = {k: [] for k in range(3)}
+    for _ in range(3000):
+        xt = rng.normal(size=DIM)
+        arm = sel.select(xt)
+        y = float(env[arm] @ xt + 0.3 * rng.normal())
+        ys[arm].append(y)
+        sel.update(arm, xt, y)
+    batch = sum(
+        np.dot(ys[k], ys[k]) - sel.estimator.theta(k) @ (sel.estimator.design(k) @ sel.theta(k))
+        for k in range(3)
+    )
+    assert sel.noise.sq == pytest.approx(batch, rel=1e-6)
+    assert sel.scale == pytest.approx(0.3, rel=0.05)
+
+
+def test_lints_auto_checkpoint_restores_the_noise_scale_and_rejects_a_bad_one():
+    sel = LinTS(3, DIM, v="auto", seed=2)
+    _play(sel, 40)
+    restored = LinTS(3, DIM, v="auto", seed=9)
+    restored.load_state_dict(sel.state_dict())
+    assert restored.scale == sel.scale != 1.0
+    x = np.random.default_rng(3).normal(size=DIM)
+    assert [restored.select(x) for _ in range(20)] == [sel.select(x) for _ in range(20)]
+    bad = sel.state_dict()
+    bad["state"]["noise"] = [-1.0, 3.0]
+    with pytest.raises(ValueError, match="noise state"):
+        restored.load_state_dict(bad)
+    assert restored.scale == sel.scale  # nothing changed
+    np.testing.assert_array_equal(restored.theta(0), sel.theta(0))
+    with pytest.raises(ValueError, match="hyperparameters"):
+        LinTS(3, DIM, v=0.5, seed=2).load_state_dict(sel.state_dict())
+    with pytest.raises(ValueError, match="'auto'"):
+        LinTS(3, DIM, v="fast")
+
+
+def test_lints_with_a_noise_scale_far_below_the_noise_locks_in_where_auto_does_not():
+    """Two arms, arm 1 better by 0.15, feedback noise 0.3, context-free (x = [1]). With v
+    a tenth of the noise the posterior is overconfident and the first draws settle the arm
+    for good on some seeds; v="auto" keeps sampling arm 0 until the evidence parts them."""
+
+    def final_share_of_best(v, seed):
+        sel, rng, x = LinTS(2, 1, v=v, seed=seed), np.random.default_rng(seed), np.ones(1)
+        arms = []
+        for _ in range(600):
+            arm = sel.select(x)
+            arms.append(arm)
+            sel.update(arm, x, float([0.5, 0.65][arm] + 0.3 * rng.normal()))
+        return float(np.mean(np.array(arms[-200:]) == 1))
+
+    narrow = [final_share_of_best(0.03, s) for s in range(20)]
+    auto = [final_share_of_best("auto", s) for s in range(20)]
+    assert min(auto) >= 0.7 and np.mean(auto) > 0.85
+    assert sum(v < 0.5 for v in narrow) >= 3  # locked on the worse arm
 
 
 def test_ucb1_tries_every_arm_then_prefers_the_best():

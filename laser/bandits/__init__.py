@@ -5,7 +5,13 @@ All selectors satisfy :class:`Bandit`: ``select``, ``scores``, ``probabilities``
 """
 
 from laser.bandits.base import Bandit
-from laser.bandits.baselines import DomainRouter, FixedArm, RandomArm, RoundRobin
+from laser.bandits.baselines import (
+    DomainRouter,
+    DomainTierRouter,
+    FixedArm,
+    RandomArm,
+    RoundRobin,
+)
 from laser.bandits.classic import UCB1, EpsilonGreedy, MeanArms
 from laser.bandits.exp3 import EXP3
 from laser.bandits.linear import LinElim, LinTS, LinUCB, gaussian_argmax_probabilities
@@ -25,6 +31,7 @@ __all__ = [
     "Bandit",
     "EpsilonGreedy",
     "DomainRouter",
+    "DomainTierRouter",
     "FixedArm",
     "LinElim",
     "LinTS",

@@ -4,6 +4,8 @@
 - ``RandomArm``: uniformly random RM per batch.
 - ``RoundRobin``: RMs in turn, the LASeR paper's "sequential" baseline. The turn advances on
   ``update`` (after the played arm), so ``select``/``scores``/``probabilities`` are pure.
+- ``DomainRouter`` / ``DomainTierRouter``: references that know each prompt's domain (the
+  "oracle router"): its best RM, or a uniformly random one of its best tier.
 """
 
 from __future__ import annotations
@@ -151,6 +153,16 @@ class RoundRobin(_NonLearning):
         self.next_arm = nxt
 
 
+def domain_index(x: Any, domains: int, who: str) -> int:
+    """The domain a finite domain one-hot context of length ``domains`` names."""
+    x = np.asarray(x, dtype=float).reshape(-1)
+    if x.shape != (domains,) or not np.isfinite(x).all():
+        raise ValueError(
+            f"{who} needs a finite domain one-hot of length {domains}, got shape {x.shape}"
+        )
+    return int(np.argmax(x))
+
+
 class DomainRouter(_NonLearning):
     """The "oracle router": ``routes[d]`` is the arm for domain ``d``, read from a domain
     one-hot context (``features=domain_onehot``). An upper reference for what routing can
@@ -163,13 +175,7 @@ class DomainRouter(_NonLearning):
             raise ValueError(f"routes has {len(self.routes)} entries for a context of dim {dim}")
 
     def select(self, x: Any = None) -> int:
-        x = np.asarray(x, dtype=float).reshape(-1)
-        if x.shape != (len(self.routes),) or not np.isfinite(x).all():
-            raise ValueError(
-                f"DomainRouter needs a finite domain one-hot of length {len(self.routes)}, "
-                f"got shape {x.shape}"
-            )
-        return self.routes[int(np.argmax(x))]
+        return self.routes[domain_index(x, len(self.routes), "DomainRouter")]
 
     def probabilities(self, x: Any = None) -> np.ndarray:
         return _one_hot(self.select(x), self.num_arms)
@@ -187,3 +193,52 @@ class DomainRouter(_NonLearning):
     def _load_state(self, state: dict[str, Any]) -> None:
         super()._load_state(state)
         self.routes = [check_arm(a, self.num_arms) for a in state["routes"]]
+
+
+class DomainTierRouter(_NonLearning):
+    """The oracle router's tier variant: each prompt goes to an RM drawn uniformly from
+    ``tiers[d]``, the RMs within a margin of the best held-out accuracy on its domain ``d``
+    (read from a domain one-hot context). A reference, not a competitor: it separates what
+    perfect routing to the best tier buys from what *spreading* a domain's prompts over
+    several equally good RMs buys (a policy trained on one RM learns that RM's errors; on
+    several, only the errors they share: Coste et al. 2024, arXiv 2310.02743)."""
+
+    def __init__(self, num_arms: int, dim: int, tiers: list[list[int]], seed: int | None = None):
+        super().__init__(num_arms)
+        self.tiers = [self._check_tier(t) for t in tiers]
+        if len(self.tiers) != check_positive_int("dim", dim):
+            raise ValueError(f"tiers has {len(self.tiers)} entries for a context of dim {dim}")
+        self.rng = make_rng(seed)
+
+    def _check_tier(self, tier: Any) -> list[int]:
+        arms = [check_arm(a, self.num_arms) for a in tier]
+        if not arms or len(set(arms)) != len(arms):
+            raise ValueError(f"each tier must list distinct arms, at least one; got {list(tier)}")
+        return arms
+
+    def _tier(self, x: Any) -> list[int]:
+        return self.tiers[domain_index(x, len(self.tiers), "DomainTierRouter")]
+
+    def select(self, x: Any = None) -> int:
+        tier = self._tier(x)
+        return tier[int(self.rng.integers(len(tier)))]
+
+    def probabilities(self, x: Any = None) -> np.ndarray:
+        probs = np.zeros(self.num_arms)
+        tier = self._tier(x)
+        probs[tier] = 1.0 / len(tier)
+        return probs
+
+    def remove_arm(self, arm: int) -> None:
+        arm = self._check_removal(arm)
+        if any(tier == [arm] for tier in self.tiers):
+            raise ValueError(f"cannot remove arm {arm}: it is the only RM of a domain's tier")
+        super().remove_arm(arm)
+        self.tiers = [[a - 1 if a > arm else a for a in t if a != arm] for t in self.tiers]
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "tiers": [list(t) for t in self.tiers]}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        super()._load_state(state)
+        self.tiers = [self._check_tier(t) for t in state["tiers"]]

@@ -149,6 +149,54 @@ class LinElim(LinUCB):
         return keep / keep.sum()
 
 
+# v="auto": the noise scale starts at the class default v = 1 (one pseudo-observation of
+# variance 1) and moves to the feedback's estimated noise.
+PRIOR_NOISE_VAR = 1.0
+PRIOR_NOISE_COUNT = 1.0
+
+
+class NoiseScale:
+    """The feedback's noise standard deviation, estimated online as Bayesian linear
+    regression does: with the prior theta_k ~ N(0, sigma^2 / l2_lambda I), the next reward's
+    predictive distribution is N(x . theta_k, sigma^2 (1 + w^2)), w^2 = x^T A_k^-1 x, so each
+    one-step prediction error e (before the update that uses it) gives the unbiased
+    e^2 / (1 + w^2) of sigma^2. Pooled over arms, discounted like the ridge estimator (S <-
+    gamma S + e^2 / (1 + w^2), n <- gamma n + 1):
+
+        sigma_hat^2 = (PRIOR_NOISE_COUNT * PRIOR_NOISE_VAR + S) / (PRIOR_NOISE_COUNT + n)
+
+    With gamma = 1 the sum S is exactly y^T y - b^T A^-1 b per arm (the sequential form of the
+    quadratic in the marginal likelihood), and sigma_hat^2 is the posterior b_n / a_n of the
+    Normal-inverse-gamma model with a_0 = b_0 = 1/2 (Bishop 2006, Sec. 3.3; the "LinFullPost"
+    of Riquelme, Tucker & Snoek 2018, arXiv 1802.09127), used here as a plug-in scale.
+    """
+
+    def __init__(self, gamma: float) -> None:
+        self.gamma = gamma
+        self.sq = 0.0
+        self.n = 0.0
+
+    def add(self, error: float, width: float) -> None:
+        """One prediction error and the prediction's width w = sqrt(x^T A_k^-1 x)."""
+        self.sq = self.gamma * self.sq + error * error / (1.0 + width * width)
+        self.n = self.gamma * self.n + 1.0
+
+    @property
+    def value(self) -> float:
+        return float(
+            np.sqrt((PRIOR_NOISE_COUNT * PRIOR_NOISE_VAR + self.sq) / (PRIOR_NOISE_COUNT + self.n))
+        )
+
+    def state(self) -> list[float]:
+        return [self.sq, self.n]
+
+    def load(self, state: Any) -> None:
+        sq, n = (float(v) for v in state)
+        if not (np.isfinite(sq) and np.isfinite(n) and sq >= 0 and n >= 0):
+            raise ValueError(f"noise state must be two finite numbers >= 0, got {state!r}")
+        self.sq, self.n = sq, n
+
+
 class LinTS(_LinearBandit):
     """Linear Thompson sampling (Agrawal & Goyal 2013) on disjoint arms.
 
@@ -156,6 +204,11 @@ class LinTS(_LinearBandit):
     used, so instead of a d-dimensional draw (an O(d^3) factorisation) we draw its exact
     marginal, the scalar N(x . theta_k, v^2 x^T A_k^-1 x): the same selection distribution at
     O(d^2) per arm.
+
+    ``v`` is the noise scale of the feedback (Agrawal & Goyal's R, the Bayesian posterior's
+    sigma). ``v="auto"`` estimates it online (:class:`NoiseScale`): a fixed v far below the
+    feedback's noise makes the posterior overconfident, so the first lucky draws decide an
+    arm for good; far above it, the draws stay close to uniform.
 
     ``scores(x)`` is one fresh posterior draw per arm; ``select(x)`` the argmax of a fresh draw.
     ``probabilities(x)`` is P(arm k has the largest draw) for independent Gaussians, computed
@@ -167,14 +220,17 @@ class LinTS(_LinearBandit):
         self,
         num_arms: int,
         dim: int,
-        v: float = 1.0,
+        v: float | str = 1.0,
         l2_lambda: float = 1.0,
         gamma: float = 1.0,
         seed: int | None = 0,
         device: str | torch.device | None = None,
     ) -> None:
-        self.v = check_positive("v", v)
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(f"v must be a finite number > 0 or 'auto', got {v!r}")
+        self.v = v if v == "auto" else check_positive("v", v)
         super().__init__(num_arms, dim, l2_lambda, gamma, seed, device)
+        self.noise = NoiseScale(self.estimator.gamma) if v == "auto" else None
         if self.rng is None:
             self.rng = make_rng(None)
 
@@ -182,16 +238,44 @@ class LinTS(_LinearBandit):
         e = self.estimator
         return {"dim": self.dim, "v": self.v, "l2_lambda": e.l2_lambda, "gamma": e.gamma}
 
+    @property
+    def scale(self) -> float:
+        """The posterior's noise scale now: ``v``, or its running estimate with v="auto"."""
+        return self.v if self.noise is None else self.noise.value
+
+    def update(self, arm: int, x: Any, reward: float) -> None:
+        if self.noise is None:
+            super().update(arm, x, reward)
+            return
+        arm, r = check_arm(arm, self.num_arms), check_reward(reward)
+        mean, width = self._predict(x)  # before the update (which reuses this predict)
+        super().update(arm, x, reward)
+        self.noise.add(r - mean[arm], width[arm])
+
+    def _state(self) -> dict[str, Any]:
+        if self.noise is None:
+            return super()._state()
+        return {"ridge": super()._state(), "noise": self.noise.state()}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        if self.noise is None:
+            super()._load_state(state)
+            return
+        noise = NoiseScale(self.noise.gamma)
+        noise.load(state["noise"])  # validated before anything is assigned
+        super()._load_state(state["ridge"])
+        self.noise = noise
+
     def scores(self, x: Any) -> np.ndarray:
         mean, width = self._predict(x)
-        return mean + self.v * width * self.rng.standard_normal(mean.shape[0])
+        return mean + self.scale * width * self.rng.standard_normal(mean.shape[0])
 
     def select(self, x: Any) -> int:
         return argmax_ties(self.scores(x), self.rng)
 
     def probabilities(self, x: Any) -> np.ndarray:
         mean, width = self._predict(x)
-        return gaussian_argmax_probabilities(mean, self.v * width)
+        return gaussian_argmax_probabilities(mean, self.scale * width)
 
 
 # The vectorised rule below resolves a CDF whose width (s_j / s_k in units of u) is at least

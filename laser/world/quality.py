@@ -4,6 +4,8 @@ routing accuracy measure against."""
 
 from __future__ import annotations
 
+TIER = 0.05  # an RM within this of the best held-out accuracy on a domain is "best tier"
+
 
 def best_rm_per_domain(world, names: list[str], domains: list[str]) -> list[str]:
     """For each domain, the RM among ``names`` with the best held-out pairwise accuracy there
@@ -13,6 +15,20 @@ def best_rm_per_domain(world, names: list[str], domains: list[str]) -> list[str]
     if missing:
         raise ValueError(f"the world's report has no accuracy for RM(s) {missing}")
     return [max(names, key=lambda n: matrix[n][d]) for d in domains]
+
+
+def best_tier_per_domain(
+    world, names: list[str], domains: list[str], margin: float = TIER
+) -> list[list[str]]:
+    """For each domain, the RMs among ``names`` within ``margin`` of the best held-out pairwise
+    accuracy there, in pool order: the tier oracle router's choices, and what best-tier
+    routing accuracy counts."""
+    matrix = world.summary["rm_domain_accuracy"]
+    best = best_rm_per_domain(world, names, domains)
+    return [
+        [n for n in names if matrix[n][d] >= matrix[b][d] - margin]
+        for b, d in zip(best, domains, strict=True)
+    ]
 
 
 def best_overall(world, names: list[str]) -> str:
