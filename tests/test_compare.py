@@ -355,3 +355,35 @@ def test_job_counter_counts_summaries_written_by_any_process(tmp_path):
     callback = CompareCallback()
     callback.counter = counter  # holds a thread and a lock: the pickled copy drops it
     assert pickle.loads(pickle.dumps(callback)).counter is None
+
+
+def test_pairs_merges_sweeps_first_directory_first_and_pairs_the_reference(tmp_path, capsys):
+    """experiments.pairs: summaries from two sweep dirs, the first one's copy of a duplicated
+    (rule, method, seed) kept, refused jobs skipped, and the reference's paired differences."""
+    import json
+
+    from experiments.pairs import main
+
+    n = 40
+    runs = {
+        "a": [("laser", [1.0] * 36 + [0.0] * 4), ("other", [1.0] * 20 + [0.0] * 20)],
+        "b": [("other", [0.0] * n), ("third", [1.0] * 30 + [0.0] * 10)],
+    }
+    for sweep, methods in runs.items():
+        for method, scores in methods:
+            for seed in (0, 1):
+                job = tmp_path / sweep / "dpo" / method / f"seed{seed}"
+                job.mkdir(parents=True)
+                summary = {**_summary(method, "selector", seed, scores), "algo": "dpo", "wall_s": 1}
+                (job / "summary.json").write_text(json.dumps(summary))
+    refused = tmp_path / "b" / "dpo" / "neg_loss" / "seed0"
+    refused.mkdir(parents=True)
+    (refused / "summary.json").write_text(
+        json.dumps({"method": "neg_loss", "algo": "dpo", "seed": 0, "refused": "carries nothing"})
+    )
+    main(["laser", str(tmp_path / "a"), str(tmp_path / "b")])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("dpo: laser 0.900 (tier 1.00), third 0.750 (tier 1.00), other 0.500")
+    assert "  laser - third: +0.150 [" in out[1] and out[1].endswith("2/2")
+    assert "  laser - other: +0.400 [" in out[2]  # sweep a's "other", not b's
+    assert "neg_loss" not in "\n".join(out)

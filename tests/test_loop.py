@@ -48,7 +48,8 @@ def run(cfg, logger=None):
 @pytest.mark.parametrize("bandit", BANDITS)
 def test_smoke_every_algo_and_selector(cache, tmp_path, policy, bandit):
     # the oracle router reads the domain from its context
-    extra = ["features=domain_onehot", "loop.selection=prompt"] if bandit == "oracle" else []
+    oracle = bandit in ("oracle", "oracle_tier")
+    extra = ["features=domain_onehot", "loop.selection=prompt"] if oracle else []
     if policy == "ppo":  # -loss carries nothing for single-pass PPO and is refused
         extra.append("feedback=gold_agreement")
     loop, final = run(cfg_for(cache, tmp_path, f"policy={policy}", f"bandit={bandit}", *extra))
@@ -377,8 +378,8 @@ def test_bare_laser_train_is_the_measured_recipe_and_defaults_live_in_one_place(
         bare = compose(config_name="train", overrides=["output_dir=x"])
         laser = compose(config_name="train", overrides=["output_dir=x", "experiment=laser"])
     assert OmegaConf.to_container(bare) == OmegaConf.to_container(laser)
-    assert bare.bandit._target_ == "laser.bandits.LinUCB" and bare.bandit.alpha == 1.0
-    assert bare.feedback.signal._target_ == "laser.spectral.SpectralAgreement"
+    assert bare.bandit._target_ == "laser.bandits.LinTS" and bare.bandit.v == 0.1
+    assert bare.feedback.signal._target_ == "laser.spectral.PooledSpectralAgreement"
     assert bare.features.featurizer._target_ == "laser.features.SentenceEncoder"
     # the YAML chooses the algorithm; every other value is the dataclass default
     assert OmegaConf.to_object(bare.policy) == PolicyConfig(algo="dpo")

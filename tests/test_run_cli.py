@@ -135,7 +135,8 @@ def compose_train(cache, tmp_path, *overrides):
         (["keep_checkpoints=0"], "keep_checkpoints must be >= 1"),
         (["loop.eval_size=0"], "loop.eval_size must be >= 1"),
         (["policy.lr=inf"], "policy.lr must be finite"),
-        (["bandit.alpha=abc"], "bandit=LinUCB"),
+        (["bandit=linucb", "bandit.alpha=abc"], "bandit=LinUCB"),
+        (["bandit.v=fast"], "bandit=LinTS: v must be a finite number > 0 or 'auto'"),
         (["bandit=fixed", "bandit.arm=nobody"], "nobody"),
         (["feedback=reward_gain", "feedback.probe_size=0"], "feedback.probe_size"),
         (["features.projection_dim=0"], "features.projection_dim"),
@@ -151,8 +152,8 @@ def test_bad_values_fail_before_any_world_is_built(tmp_path, overrides, message)
 
 def test_the_cli_names_a_bad_bandit_value_in_seconds(tmp_path):
     start = time.monotonic()
-    run = train(tmp_path / "never-built", tmp_path / "run", "bandit.alpha=abc")
-    assert run.returncode != 0 and "alpha" in run.stderr and "bandit=LinUCB" in run.stderr
+    run = train(tmp_path / "never-built", tmp_path / "run", "bandit.v=abc")
+    assert run.returncode != 0 and "v must" in run.stderr and "bandit=LinTS" in run.stderr
     assert not (tmp_path / "never-built").exists() and time.monotonic() - start < 60
 
 

@@ -225,9 +225,10 @@ def test_lints_auto_checkpoint_restores_the_noise_scale_and_rejects_a_bad_one():
 
 
 def test_lints_with_a_noise_scale_far_below_the_noise_locks_in_where_auto_does_not():
-    """Two arms, arm 1 better by 0.15, feedback noise 0.3, context-free (x = [1]). With v
-    a tenth of the noise the posterior is overconfident and the first draws settle the arm
-    for good on some seeds; v="auto" keeps sampling arm 0 until the evidence parts them."""
+    """Two arms, arm 1 better by 0.15, feedback noise 0.3, context-free (x = [1]). With v =
+    0.1 (conf/bandit/lints.yaml's, a third of the noise) the posterior is overconfident and
+    the first draws settle the arm for good: 8 of 20 seeds end on the worse arm. v="auto"
+    estimates the noise (0.30) and ends on the better arm on every seed (>= 0.94)."""
 
     def final_share_of_best(v, seed):
         sel, rng, x = LinTS(2, 1, v=v, seed=seed), np.random.default_rng(seed), np.ones(1)
@@ -238,10 +239,10 @@ def test_lints_with_a_noise_scale_far_below_the_noise_locks_in_where_auto_does_n
             sel.update(arm, x, float([0.5, 0.65][arm] + 0.3 * rng.normal()))
         return float(np.mean(np.array(arms[-200:]) == 1))
 
-    narrow = [final_share_of_best(0.03, s) for s in range(20)]
+    narrow = [final_share_of_best(0.1, s) for s in range(20)]
     auto = [final_share_of_best("auto", s) for s in range(20)]
-    assert min(auto) >= 0.7 and np.mean(auto) > 0.85
-    assert sum(v < 0.5 for v in narrow) >= 3  # locked on the worse arm
+    assert min(auto) >= 0.9
+    assert sum(v < 0.5 for v in narrow) >= 5  # locked on the worse arm
 
 
 def test_ucb1_tries_every_arm_then_prefers_the_best():
