@@ -84,8 +84,9 @@ def check_lines(
     warning = (
         f"WARNING: the label-free feedback rates another RM best than your labels on "
         f"{'; '.join(wrong)}: the RMs share errors there, so online "
-        "feedback=spectral_agreement will favour the wrong RM. Prefer this prior without online "
-        "learning (bandit.alpha=0 feedback=none, the classifier) or labelled feedback "
+        "feedback=spectral_pooled / spectral_agreement will favour the wrong RM. Prefer this "
+        "prior without online learning (bandit=linucb bandit.alpha=0 feedback=none, the "
+        "classifier) or labelled feedback "
         "(feedback=gold_agreement)."
     )
     return [head, *lines, warning]

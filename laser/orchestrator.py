@@ -165,8 +165,8 @@ class Orchestrator:
             record = self.step()
             bar.update(1)
             arm = record.chosen[0] if len(record.chosen) == 1 else "per-prompt"
-            feedback = record.metrics.get("bandit/feedback", float("nan"))
-            bar.set_postfix(arm=arm, feedback=f"{feedback:.2f}")
+            feedback = record.metrics.get("bandit/feedback")  # absent: no prompt audited
+            bar.set_postfix(arm=arm, feedback="none" if feedback is None else f"{feedback:.2f}")
             if cfg.eval_every and self.step_count % cfg.eval_every == 0:
                 record.evaluation = self.evaluate()
             if on_step is not None:
