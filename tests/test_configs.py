@@ -65,3 +65,14 @@ def test_fixed_arm_best_is_the_rm_the_caller_names():
     assert node.arm == "best"  # the config node itself is left as written
     with pytest.raises(ValueError, match="arm=best needs a world report"):
         build_selector(node, names)
+
+
+@pytest.mark.parametrize("experiment", ["baseline_fixed", "baseline_random", "baseline_ensemble"])
+def test_baseline_experiments_pay_no_feedback_passes(experiment):
+    """A selector that learns nothing gets no feedback: the default one audits a quarter of
+    the prompts with every other RM, passes a fixed or random RM would pay for nothing."""
+    from laser.cli import CONF_DIR  # importing laser.cli registers train_schema
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", [f"experiment={experiment}", "output_dir=."])
+    assert cfg.feedback.signal._target_ == "laser.feedback.NoFeedback"
