@@ -42,9 +42,8 @@ def lines(summaries: list[dict], reference: str, warmup: float) -> list[str]:
         cells = []
         for r in rows:
             tier = r.get("routing_tier_mean")
-            cells.append(
-                f"{r['method']} {r['acc_mean']:.3f}" + (f" (tier {tier:.2f})" if tier else "")
-            )
+            shown = "" if tier is None else f" (tier {tier:.2f})"  # 0.00 is a value too
+            cells.append(f"{r['method']} {r['acc_mean']:.3f}{shown}")
         out.append(f"{algo}: " + ", ".join(cells))
         if reference not in {r["method"] for r in rows}:
             continue
