@@ -44,7 +44,7 @@ from laser.routing import PerBatch, PerPrompt, Router
 from laser.world import prepare_world
 from laser.world.external import ExternalWorld
 from laser.world.prepare import make_suite
-from laser.world.quality import best_overall, best_rm_per_domain, best_tier_per_domain
+from laser.world.quality import best_overall, oracle_routes, oracle_tiers
 
 ENSEMBLES = {
     "mean": MeanEnsemble,
@@ -205,24 +205,6 @@ def build_selector(
     except (InstantiationException, TypeError, ValueError) as exc:
         cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc
         raise ValueError(f"bandit={node._target_.rsplit('.', 1)[-1]}: {cause}") from exc
-
-
-def _oracle_domains(featurizer) -> list[str]:
-    domains = getattr(featurizer, "domains", None)
-    if domains is None:
-        raise ValueError("the oracle router needs features=domain_onehot")
-    return domains
-
-
-def oracle_routes(world, names: list[str], featurizer) -> list[int]:
-    """The oracle router's arm per domain (it reads the domain from its one-hot context)."""
-    return [names.index(n) for n in best_rm_per_domain(world, names, _oracle_domains(featurizer))]
-
-
-def oracle_tiers(world, names: list[str], featurizer) -> list[list[int]]:
-    """The tier oracle router's arms per domain: every RM within TIER of the domain's best."""
-    tiers = best_tier_per_domain(world, names, _oracle_domains(featurizer))
-    return [[names.index(n) for n in tier] for tier in tiers]
 
 
 def planned_rm_names(config: TrainConfig) -> list[str]:

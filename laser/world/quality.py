@@ -39,3 +39,21 @@ def best_overall(world, names: list[str]) -> str:
     if missing:
         raise ValueError(f"bandit.arm=best needs the world's report; it has no RM(s) {missing}")
     return max(names, key=lambda n: sum(matrix[n].values()) / len(matrix[n]))
+
+
+def _oracle_domains(featurizer) -> list[str]:
+    domains = getattr(featurizer, "domains", None)
+    if domains is None:
+        raise ValueError("the oracle router needs features=domain_onehot")
+    return domains
+
+
+def oracle_routes(world, names: list[str], featurizer) -> list[int]:
+    """The oracle router's arm per domain (it reads the domain from its one-hot context)."""
+    return [names.index(n) for n in best_rm_per_domain(world, names, _oracle_domains(featurizer))]
+
+
+def oracle_tiers(world, names: list[str], featurizer) -> list[list[int]]:
+    """The tier oracle router's arms per domain: every RM within TIER of the domain's best."""
+    tiers = best_tier_per_domain(world, names, _oracle_domains(featurizer))
+    return [[names.index(n) for n in tier] for tier in tiers]
