@@ -102,17 +102,23 @@ def train(cfg: DictConfig) -> None:
     """One LASER run (or baseline); resumable with resume=<run dir>. Every config value is
     checked before any world is built; the run directories are locked against a second
     process; Ctrl-C / SIGTERM finish the step, checkpoint and exit with 130."""
+    from laser.distributed import process_group_from_env
+
+    with process_group_from_env():  # torchrun / accelerate launch: one process per rank
+        _train(cfg)
+
+
+def _train(cfg: DictConfig) -> None:
     from contextlib import ExitStack
 
     from laser.build import build_logger, build_loop, validate
-    from laser.distributed import Distributed, init_from_env
+    from laser.distributed import Distributed
     from laser.interrupt import GracefulStop
     from laser.logging import NullLogger, run_metadata
     from laser.orchestrator import RunInterrupted
     from laser.resume import resume_point, run_dirs
     from laser.runlock import RunLock
 
-    init_from_env()  # torchrun / accelerate launch: one process per rank
     main = Distributed().is_main
     config = validate(cfg)
     point = resume_point(config)

@@ -20,6 +20,8 @@ With one process every method is a no-op and costs nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -36,6 +38,26 @@ def init_from_env() -> None:
             dist.init_process_group("cpu:gloo,cuda:nccl")
         else:
             dist.init_process_group("gloo")
+
+
+def shutdown() -> None:
+    """Destroy the process group, if one is up. A process that exits with it alive can abort
+    at interpreter finalisation (SIGABRT, "terminate called without an active exception"):
+    Gloo's worker threads still hold work when the interpreter is torn down
+    (pytorch/pytorch#190489). Local: no collective, so a rank that failed can still call it."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextmanager
+def process_group_from_env() -> Iterator[None]:
+    """The process group's lifetime for one entry point: started from the launcher's
+    environment (see ``init_from_env``), destroyed on the way out, error or not."""
+    init_from_env()
+    try:
+        yield
+    finally:
+        shutdown()
 
 
 class Distributed:

@@ -128,6 +128,26 @@ def test_per_batch_feedback_is_the_mean_over_ranks():
     assert updates((1, torch.zeros(3), None, 0.5))[0][2] == 1.0
 
 
+def _lifetime_worker(rank, world, port, out):
+    from laser.distributed import process_group_from_env
+
+    env = dict(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1")
+    os.environ.update(env, MASTER_PORT=str(port))
+    with process_group_from_env():
+        up = dist.is_initialized() and dist.get_world_size() == world
+        dist.barrier()
+    torch.save({"up": up, "down": not dist.is_initialized()}, out / f"life{rank}.pt")
+
+
+def test_the_entry_points_process_group_is_destroyed_on_the_way_out(tmp_path):
+    """laser-train's process group, as torchrun's environment starts it, is gone when the run
+    ends: one left alive can abort the process at exit (SIGABRT, a CI failure of the torchrun
+    test below)."""
+    mp.spawn(_lifetime_worker, args=(2, _free_port(), tmp_path), nprocs=2)
+    for rank in (0, 1):
+        assert torch.load(tmp_path / f"life{rank}.pt") == {"up": True, "down": True}
+
+
 def test_laser_train_under_torchrun(world_cache, tmp_path):
     """The real entry point, launched as users launch it: one process per rank, one run dir."""
     run_dir = tmp_path / "run"
