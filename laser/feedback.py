@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -56,7 +56,21 @@ from laser.policy.stats import StepStats
 from laser.rewards.base import RewardModel, score_checked
 from laser.tasks.base import Example, Task, first_answer, metadata_columns
 
-Feedback = float | dict[int, float] | None
+
+class Counterfactual(NamedTuple):
+    """Full-information feedback: the chosen RM's values (per prompt) and, on the same
+    prompts, the values the RMs NOT chosen would have earned. Only for a signal whose value
+    does not depend on which RM trained on the prompt (an audit's agreement: every RM scored
+    the audited samples), so the other arms' values are observed, not guessed. Why: a bandit
+    that learns only about the arm it plays can lock onto a worse one early and never look
+    again; with every arm's value, each audit teaches every arm (the full-information
+    setting, Cesa-Bianchi & Lugosi 2006 ch. 2, against the bandit one, ch. 6)."""
+
+    chosen: dict[int, float]
+    others: dict[str, dict[int, float]]  # RM name -> {prompt: value}
+
+
+Feedback = float | dict[int, float] | Counterfactual | None
 # the TRL reward-function signature: fn(prompts, completions, **columns) -> list[float]
 Checker = Callable[..., list[float]]
 

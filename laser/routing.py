@@ -24,7 +24,7 @@ from laser.bandits.base import Bandit
 from laser.bandits.normalizers import NormalizedBandit, Normalizer
 from laser.distributed import Distributed
 from laser.features import batch_context
-from laser.feedback import ArmBatch, Feedback, FeedbackSignal
+from laser.feedback import ArmBatch, Counterfactual, Feedback, FeedbackSignal
 from laser.logging import DecisionWriter
 from laser.policy.stats import StepStats
 from laser.rewards.base import RewardModel, RewardModelError, score_checked
@@ -83,9 +83,12 @@ class FeedbackResult:
 
     given: list[float]
     raw: list[float]
+    counterfactual: int = 0  # updates of arms not chosen (full-information signals)
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}
+        if self.counterfactual:
+            out["bandit/counterfactual_updates"] = float(self.counterfactual)
         if self.raw:
             out["bandit/feedback_raw"] = sum(self.raw) / len(self.raw)
         if self.given:
@@ -301,13 +304,19 @@ class Router:
         step: int,
     ) -> FeedbackResult:
         """Measure each working arm's outcome (``before`` None: no update happened, every arm
-        earns the floor), credit it per arm, normalise, update the selector."""
+        earns the floor), credit it per arm, normalise, update the selector. A
+        :class:`Counterfactual` also updates the arms not chosen, after the chosen ones, at
+        the same prompts; those updates are not decisions and stay out of the decision log."""
         raw: dict[int, Feedback] = {arm: None for arm in decision.prompts}
+        others: list[Credit] = []
         for arm in scores.working(decision) if before is not None else []:
             measured = self.arm_batch(decision, scores, arm, samples)
             raw[arm] = self._measure(
                 self.signal.after, decision.names[arm], step, stats, before[arm], measured
             )
+            if isinstance(raw[arm], Counterfactual):
+                others += self.counterfactual_credits(raw[arm].others, decision)
+                raw[arm] = raw[arm].chosen
         local = [
             Credit(arm, context, value, decision.propensities[p])
             for arm, prompts in decision.prompts.items()
@@ -316,10 +325,39 @@ class Router:
             )
         ]
         everyone = [c for part in self.dist.gather(local) for c in part]
-        return self.apply(self.granularity.reduce(everyone, self.dist), step)
+        result = self.apply(self.granularity.reduce(everyone, self.dist), step)
+        if not getattr(self.signal, "all_arms", False):  # the same on every rank
+            return result
+        unchosen = [c for part in self.dist.gather(others) for c in part]
+        arms = dict.fromkeys(c.arm for c in unchosen)  # PerBatch reduces one arm at a time
+        unchosen = [
+            c
+            for a in arms
+            for c in self.granularity.reduce([u for u in unchosen if u.arm == a], self.dist)
+        ]
+        result.counterfactual = len(self.apply(unchosen, step, log=False).given)
+        return result
 
-    def apply(self, credits: list[Credit], step: int) -> FeedbackResult:
-        """The one normalisation path: raw -> normalised (or the floor) -> selector update."""
+    def counterfactual_credits(
+        self, others: dict[str, dict[int, float]], decision: Decision
+    ) -> list[Credit]:
+        """The updates of the RMs not chosen, credited as their prompts would have been
+        (per prompt, or one for the batch); RMs no longer in the pool are skipped. Their
+        propensity is 0: no policy chose them."""
+        out = []
+        for name, values in others.items():
+            if name not in self.arms.names or not values:
+                continue
+            arm = self.arms.names.index(name)
+            for _, context, value in self.granularity.credit(
+                values, sorted(values), decision.contexts, decision.batch_context
+            ):
+                out.append(Credit(arm, context, value, 0.0))
+        return out
+
+    def apply(self, credits: list[Credit], step: int, log: bool = True) -> FeedbackResult:
+        """The one normalisation path: raw -> normalised (or the floor) -> selector update;
+        ``log``: write each update to the decision log (decisions only)."""
         given, raws = [], []
         for arm, context, value, propensity in credits:
             if value is None:
@@ -328,7 +366,7 @@ class Router:
                 raws.append(value)
                 fb = self.bandit.update(arm, context, value)
             given.append(fb)
-            if self.decisions is not None:  # for off-policy evaluation (laser-ope)
+            if log and self.decisions is not None:  # for off-policy evaluation (laser-ope)
                 name = self.arms.names[arm]
                 self.decisions.write(step, context, name, arm, propensity, fb)
         return FeedbackResult(given, raws)

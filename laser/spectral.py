@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from laser.consensus import PeerAudit, consensus_reference
-from laser.feedback import ArmBatch, Feedback, _Signal, pairwise_agreement
+from laser.feedback import ArmBatch, Counterfactual, Feedback, _Signal, pairwise_agreement
 from laser.policy.stats import StepStats
 from laser.rewards.base import RewardModel
 
@@ -79,36 +79,63 @@ class SpectralAgreement(_Signal):
     one other working RM (a pool of two, or peers that failed) the rank-one model is not
     identified and the value is the pairwise agreement with that RM instead. Its blind spot,
     shared with every label-free estimate: errors the pool makes together (a bias most of it
-    shares) look like the truth."""
+    shares) look like the truth.
+
+    ``all_arms``: also return the audited prompts' values of the RMs not chosen (a
+    :class:`laser.feedback.Counterfactual`): the fit grades every RM of the audit at once, and
+    no value depends on which RM trained on the prompt, so every arm learns from every audit
+    at no extra RM cost. A working peer that ties every pair of a prompt gets no value there,
+    as the chosen RM does not."""
 
     name = "spectral_agreement"
 
-    def __init__(self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0):
+    def __init__(
+        self,
+        pool: dict[str, RewardModel],
+        audit: float = 0.25,
+        seed: int = 0,
+        all_arms: bool = False,
+    ):
         self.peers = PeerAudit(pool, audit, seed)
+        self.all_arms = all_arms
 
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
     ) -> Feedback:
-        groups, peers = self.peers.peer_scores(rm, batch, self.name)
+        groups, peers = self.peers.named_peer_scores(rm, batch, self.name)
         return self.per_prompt_fit(batch, groups, peers)
 
-    @staticmethod
     def per_prompt_fit(
-        batch: ArmBatch, groups: dict[int, list[int]], peers: list[torch.Tensor]
+        self, batch: ArmBatch, groups: dict[int, list[int]], peers: dict[str, torch.Tensor]
     ) -> Feedback:
         """Each audited prompt's value from its own agreement matrix (the chosen RM first)."""
         if not peers:
             return {}
         if len(peers) < 2:  # two RMs: only c_1 c_2 is identified; agreement with the other
-            return pairwise_agreement(batch.rewards, consensus_reference(peers, groups), groups)
-        scores = torch.stack([batch.rewards.float(), *peers])  # (K, N), the chosen RM first
-        out = {}
+            reference = consensus_reference(list(peers.values()), groups)
+            return pairwise_agreement(batch.rewards, reference, groups)
+        scores = torch.stack([batch.rewards.float(), *peers.values()])  # (K, N), chosen first
+        fits = {}
         for prompt, idx in groups.items():
             signs = pair_signs(scores, idx)
             if len(idx) < 2 or not bool(signs[0].abs().sum() > 0):
                 continue  # one sample, or the chosen RM ties every pair: nothing to grade
-            out[prompt] = float(rank_one_fit(agreement_matrix(signs))[0])
-        return out
+            fits[prompt] = (rank_one_fit(agreement_matrix(signs)), signs.abs().sum(1) > 0)
+        return self.graded(fits, ["", *peers], 0)
+
+    def graded(
+        self, fits: dict[int, tuple[torch.Tensor, torch.Tensor]], names: list[str], chosen: int
+    ) -> Feedback:
+        """Per prompt, a fit's c (K,) and which RMs ordered any pair -> the chosen RM's values
+        (``names[chosen]``), with the other RMs' under ``all_arms``."""
+        values = {p: float(c[chosen]) for p, (c, _) in fits.items()}
+        if not self.all_arms:
+            return values
+        others: dict[str, dict[int, float]] = {}
+        for j, name in enumerate(names):
+            if j != chosen:
+                others[name] = {p: float(c[j]) for p, (c, seen) in fits.items() if seen[j]}
+        return Counterfactual(values, others)
 
 
 def label_free_check(signs: torch.Tensor, min_pairs: int = 20) -> dict[str, torch.Tensor] | None:
@@ -193,9 +220,14 @@ class PooledSpectralAgreement(SpectralAgreement):
     name = "spectral_pooled"
 
     def __init__(
-        self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0, l2: float = 1.0
+        self,
+        pool: dict[str, RewardModel],
+        audit: float = 0.25,
+        seed: int = 0,
+        l2: float = 1.0,
+        all_arms: bool = False,
     ):
-        super().__init__(pool, audit, seed)
+        super().__init__(pool, audit, seed, all_arms)
         self.model = ContextAgreement(list(pool), l2)
 
     def after(
@@ -205,7 +237,7 @@ class PooledSpectralAgreement(SpectralAgreement):
         names = list(pool)
         groups, peers = self.peers.named_peer_scores(rm, batch, self.name)
         if len(names) < 3 or len(peers) != len(names) - 1 or batch.contexts is None:
-            return self.per_prompt_fit(batch, groups, list(peers.values()))  # same audit
+            return self.per_prompt_fit(batch, groups, peers)  # same audit
         chosen = next(n for n, r in pool.items() if r is rm)
         scores = torch.stack(
             [batch.rewards.float() if n == chosen else peers[n] for n in names]
@@ -217,8 +249,11 @@ class PooledSpectralAgreement(SpectralAgreement):
             if len(idx) < 2 or not bool(signs[k].abs().sum() > 0):
                 continue  # one sample, or the chosen RM ties every pair: nothing to grade
             self.model.update(batch.contexts[prompt], agreement_matrix(signs))
-            informative[prompt] = batch.contexts[prompt]
-        return {p: float(rank_one_fit(self.model.predict(x))[k]) for p, x in informative.items()}
+            informative[prompt] = (batch.contexts[prompt], signs.abs().sum(1) > 0)
+        fits = {
+            p: (rank_one_fit(self.model.predict(x)), seen) for p, (x, seen) in informative.items()
+        }
+        return self.graded(fits, names, k)
 
     def state_dict(self) -> dict[str, Any]:
         return self.model.state_dict()

@@ -153,3 +153,110 @@ def test_the_pooled_signal_grades_from_the_pooled_matrix():
             signal,
             dist=SimpleNamespace(enabled=True),
         )
+
+
+def _orders():
+    """The expert / generalist / believer pool of the test above."""
+    gold = [float(g) for g in range(8, 0, -1)]
+    swapped = [gold[1], gold[0], gold[3], gold[2], gold[5], gold[4], gold[7], gold[6]]
+    return {
+        "expert": gold,
+        "expert2": [g + 0.1 * (i % 2) for i, g in enumerate(gold)],
+        "generalist": swapped,
+        "believer": [-g for g in gold],
+        "tied": [0.0] * 8,  # scores every sample alike: no order to grade
+    }
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["per-prompt", "pooled"])
+def test_all_arms_grades_every_rm_of_the_audit_from_the_same_fit(pooled):
+    """With all_arms the chosen RM's value is unchanged and every other working RM gets the
+    value it would have earned had it been chosen (same audit, same fit); an RM that ties
+    every pair gets none, as a chosen one does not; no extra RM pass is spent."""
+    from laser.feedback import Counterfactual
+    from laser.spectral import PooledSpectralAgreement
+
+    orders = _orders()
+    rms = {name: fixed(dict(zip("abcdefgh", v))) for name, v in orders.items()}
+    make = PooledSpectralAgreement if pooled else SpectralAgreement
+
+    def graded(name, all_arms):
+        batch = batch_of(orders[name])
+        batch.contexts = torch.tensor([[1.0, 0.0]])  # the pooled fit's context
+        return make(rms, audit=1.0, all_arms=all_arms).after(rms[name], None, None, batch)
+
+    plain = {
+        name: graded(name, False)[0] for name in ("expert", "expert2", "generalist", "believer")
+    }
+    spent = sum(r.forward_samples for r in rms.values())
+    full = graded("generalist", True)
+    assert sum(r.forward_samples for r in rms.values()) - spent == 4 * 8  # the same audit
+    assert isinstance(full, Counterfactual)
+    assert full.chosen == {0: pytest.approx(plain["generalist"], abs=1e-9)}
+    assert set(full.others) == {"expert", "expert2", "believer", "tied"}
+    assert full.others["tied"] == {}
+    for name in ("expert", "expert2", "believer"):
+        assert full.others[name] == {0: pytest.approx(plain[name], abs=1e-6)}
+    assert full.others["expert"][0] > full.chosen[0] > 0 > full.others["believer"][0]
+
+
+def test_a_counterfactual_updates_the_arms_not_chosen_and_stays_out_of_the_decision_log(
+    tmp_path,
+):
+    """Router side: the chosen arm's values are credited and logged as before; then every
+    other arm of the pool learns its values at the same prompts' contexts, unlogged; an RM
+    that left the pool is skipped; per batch, each other arm gets its mean at the batch
+    context. The normaliser sees the raw values in that order."""
+    import json
+
+    from laser.bandits import LinUCB, PercentileNormalizer
+    from laser.feedback import Counterfactual, _Signal
+    from laser.logging import DecisionWriter
+    from laser.routing import Decision, PerBatch, PerPrompt, Router, Samples, Scores
+
+    class Full(_Signal):
+        name = "full"
+        all_arms = True
+
+        def after(self, rm, stats, before, batch):
+            others = {"b": {0: 0.9, 1: 0.9}, "c": {0: 0.1, 1: 0.3}, "gone": {0: 1.0}}
+            return Counterfactual({p: 0.5 for p in batch.prompts}, others)
+
+    class Recording(LinUCB):
+        def update(self, arm, x, reward):
+            self.seen.append((arm, [float(v) for v in x]))
+            super().update(arm, x, reward)
+
+    rms = {n: fixed({c: 0.0 for c in "ab"}) for n in "abc"}
+    contexts = torch.eye(2)
+    samples = Samples(["q", "q"], ["a", "b"], {})
+    expected = {
+        "PerPrompt": ([0.5, 0.5, 0.9, 0.9, 0.1, 0.3], [0, 0, 1, 1, 2, 2], 2),
+        "PerBatch": ([0.5, 0.9, 0.2], [0, 1, 2], 1),
+    }
+    for granularity in (PerPrompt(), PerBatch()):
+        kind = type(granularity).__name__
+        log = tmp_path / f"{kind}.jsonl"
+        selector = Recording(3, 2)
+        selector.seen = []
+        router = Router(
+            rms, selector, PercentileNormalizer(), granularity, Full(),
+            decisions=DecisionWriter(log),
+        )  # fmt: skip
+        batch_x = contexts.mean(0) if kind == "PerBatch" else None
+        decision = Decision(
+            {0: [0, 1]}, {0: [0, 1]}, {0: "a"}, [1.0, 1.0], contexts, batch_x, torch.tensor([0, 1])
+        )
+        scores = Scores(torch.zeros(2), set())
+        result = router.feedback(decision, scores, None, {0: None}, samples, 1)
+        history, arms, logged = expected[kind]
+        assert list(router.normalizer.history) == pytest.approx(history)
+        assert [arm for arm, _ in selector.seen] == arms
+        if kind == "PerPrompt":  # each prompt's own context, for every arm
+            assert [x for _, x in selector.seen] == [[1, 0], [0, 1]] * 3
+        else:
+            assert all(x == [0.5, 0.5] for _, x in selector.seen)
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        assert len(rows) == logged and {r["rm"] for r in rows} == {"a"}  # decisions only
+        assert result.counterfactual == len(arms) - logged and len(result.given) == logged
+        assert result.metrics()["bandit/counterfactual_updates"] == len(arms) - logged
