@@ -99,6 +99,8 @@ def test_apply_prior_matches_names_and_refuses_mismatches():
         apply_prior(LinUCB(2, 2), prior(), ["x", "y"], feat)
     with pytest.raises(ValueError, match="linear selector"):
         apply_prior(RandomArm(2), prior(), ["a", "b"], feat)
+    with pytest.raises(ValueError, match="prior_reward"):  # a prior of r, not of r - m
+        apply_prior(LinUCB(2, 2, prior_reward=0.5), prior(), ["a", "b"], feat)
     ts = LinTS(2, 2, v=1e-6, seed=0)
     apply_prior(ts, prior(), ["a", "b"], feat)
     assert ts.select(np.array([0.0, 1.0])) == 1

@@ -30,6 +30,8 @@ FACTORIES = {
     "lints": lambda: LinTS(3, DIM, v=0.5, seed=1),
     "lints_auto": lambda: LinTS(3, DIM, v="auto", seed=1),
     "linelim": lambda: LinElim(3, DIM, alpha=0.5, seed=6),
+    "lints_prior_reward": lambda: LinTS(3, DIM, v=0.5, seed=1, prior_reward=0.5),
+    "linucb_prior_reward": lambda: LinUCB(3, DIM, alpha=0.5, prior_reward=0.5),
     "exp3": lambda: EXP3(3, gamma=0.2, seed=2),
     "egreedy": lambda: EpsilonGreedy(3, epsilon=0.2, seed=3),
     "egreedy_ctx": lambda: EpsilonGreedy(3, epsilon=0.2, dim=DIM, seed=3),
@@ -243,6 +245,56 @@ def test_lints_with_a_noise_scale_far_below_the_noise_locks_in_where_auto_does_n
     auto = [final_share_of_best("auto", s) for s in range(20)]
     assert min(auto) >= 0.9
     assert sum(v < 0.5 for v in narrow) >= 5  # locked on the worse arm
+
+
+@pytest.mark.parametrize("make", [LinUCB, LinElim, LinTS], ids=["linucb", "linelim", "lints"])
+def test_prior_reward_is_what_an_untried_arm_predicts_hand_computed(make):
+    """m + x . theta with theta fitted to r - m: untried, every arm predicts m; after one
+    update r at x = [1] (l2 1), m + (r - m) / 2; the width is the ridge's either way."""
+    sel = make(2, 1, prior_reward=0.5)
+    x = np.ones(1)
+    mean, width = sel._predict(x)
+    assert mean.tolist() == [0.5, 0.5] and width.tolist() == [1.0, 1.0]
+    sel.update(1, x, 0.9)
+    mean, width = sel._predict(x)
+    assert mean == pytest.approx([0.5, 0.7]) and width == pytest.approx([1.0, 0.5**0.5])
+    assert sel.theta(1) == pytest.approx([0.2])  # of the reward minus prior_reward
+    plain = make(2, 1)
+    plain.update(1, x, 0.9)
+    assert plain._predict(x)[0] == pytest.approx([0.0, 0.45])
+
+
+def test_prior_reward_is_checked_and_kept_in_the_checkpoint():
+    with pytest.raises(ValueError, match="prior_reward"):
+        LinTS(2, 1, prior_reward=float("nan"))
+    state = LinTS(2, 1, prior_reward=0.5).state_dict()
+    with pytest.raises(ValueError):
+        LinTS(2, 1).load_state_dict(state)  # another model of the reward: refused
+    LinTS(2, 1, prior_reward=0.5).load_state_dict(state)
+    assert "prior_reward" not in LinTS(2, 1).state_dict()["hparams"]  # old checkpoints load
+
+
+def test_lints_keeps_an_adequate_arm_for_good_unless_untried_arms_sit_at_the_midpoint():
+    """Three arms worth 0.55, 0.6 and 0.9 on feedback in [0, 1] (noise 0.1), v = 0.1. With the
+    ridge's prior at reward 0, an untried arm is drawn from N(0, 0.1^2): once any arm has
+    earned 0.55 the untried ones are almost never drawn above it, and most seeds never find
+    the best arm. With prior_reward 0.5 an untried arm is drawn above any arm below the
+    median, and every seed ends on the best one."""
+
+    def final_share_of_best(prior_reward, seed):
+        sel = LinTS(3, 1, v=0.1, seed=seed, prior_reward=prior_reward)
+        rng, x, arms = np.random.default_rng(seed), np.ones(1), []
+        for _ in range(300):
+            arm = sel.select(x)
+            arms.append(arm)
+            value = [0.55, 0.6, 0.9][arm] + 0.1 * rng.normal()
+            sel.update(arm, x, float(np.clip(value, 0.0, 1.0)))
+        return float(np.mean(np.array(arms[-100:]) == 2))
+
+    at_zero = [final_share_of_best(0.0, s) for s in range(20)]
+    at_midpoint = [final_share_of_best(0.5, s) for s in range(20)]
+    assert sum(v < 0.5 for v in at_zero) >= 8  # locked on an arm worth 0.55 or 0.6
+    assert min(at_midpoint) >= 0.9
 
 
 def test_ucb1_tries_every_arm_then_prefers_the_best():

@@ -29,7 +29,16 @@ from laser.bandits.ridge import RidgeArms
 
 
 class _LinearBandit(EstimatorSelector):
-    """Shared plumbing: a RidgeArms estimator, input checks, arm management and state."""
+    """Shared plumbing: a RidgeArms estimator, input checks, arm management and state.
+
+    ``prior_reward`` m: the reward every arm is expected to earn before any data. The ridge
+    model is fitted to r - m and predicts m + x . theta_k, so an arm with no data at x
+    predicts m there instead of 0. Why: the ridge prior theta ~ N(0, .) puts an untried arm
+    at reward 0, the worst value of feedback normalised to [0, 1]; once any arm has earned
+    more, a narrow posterior (LinTS with a small v) almost never draws an untried one above
+    it, and the first adequate arm keeps the context for good (measured in
+    experiments/results/prior_reward/README.md). With m = 0.5, the normaliser's midpoint, an
+    untried arm is drawn above any arm whose feedback is below the median."""
 
     def __init__(
         self,
@@ -39,23 +48,35 @@ class _LinearBandit(EstimatorSelector):
         gamma: float,
         seed: int | None,
         device: str | torch.device | None,
+        prior_reward: float = 0.0,
     ) -> None:
         self.estimator = RidgeArms(num_arms, dim, l2_lambda, gamma, device=device)
         self.dim = self.estimator.dim
         self.rng = None if seed is None else make_rng(seed)
+        try:
+            self.prior_reward = check_reward(prior_reward)
+        except ValueError as exc:
+            raise ValueError(f"prior_reward: {exc}") from None
+
+    def _offset_hparams(self) -> dict[str, Any]:
+        """``prior_reward`` in the checkpoint's hyperparameters only when set, so checkpoints
+        written before it existed still load."""
+        return {"prior_reward": self.prior_reward} if self.prior_reward else {}
 
     def _predict(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
-        return self.estimator.predict(check_context(x, self.dim))
+        mean, width = self.estimator.predict(check_context(x, self.dim))
+        return mean + self.prior_reward, width
 
     def update(self, arm: int, x: Any, reward: float) -> None:
         arm = check_arm(arm, self.num_arms)
         xv = check_context(x, self.dim)
         r = check_reward(reward)
         check_update_magnitude(xv, r)
-        self.estimator.update(arm, xv, r)
+        self.estimator.update(arm, xv, r - self.prior_reward)
 
     def theta(self, arm: int) -> np.ndarray:
-        """The current weight estimate theta_k = A_k^-1 b_k of ``arm``."""
+        """The current weight estimate theta_k = A_k^-1 b_k of ``arm`` (of the reward minus
+        ``prior_reward``)."""
         return self.estimator.theta(check_arm(arm, self.num_arms))
 
 
@@ -79,13 +100,15 @@ class LinUCB(_LinearBandit):
         gamma: float = 1.0,
         seed: int | None = None,
         device: str | torch.device | None = None,
+        prior_reward: float = 0.0,
     ) -> None:
         self.alpha = check_positive("alpha", alpha, allow_zero=True)
-        super().__init__(num_arms, dim, l2_lambda, gamma, seed, device)
+        super().__init__(num_arms, dim, l2_lambda, gamma, seed, device, prior_reward)
 
     def _hparams(self) -> dict[str, Any]:
         e = self.estimator
-        return {"dim": self.dim, "alpha": self.alpha, "l2_lambda": e.l2_lambda, "gamma": e.gamma}
+        out = {"dim": self.dim, "alpha": self.alpha, "l2_lambda": e.l2_lambda, "gamma": e.gamma}
+        return out | self._offset_hparams()
 
     def scores(self, x: Any) -> np.ndarray:
         mean, width = self._predict(x)
@@ -126,8 +149,9 @@ class LinElim(LinUCB):
         gamma: float = 1.0,
         seed: int | None = 0,
         device: str | torch.device | None = None,
+        prior_reward: float = 0.0,
     ) -> None:
-        super().__init__(num_arms, dim, alpha, l2_lambda, gamma, seed, device)
+        super().__init__(num_arms, dim, alpha, l2_lambda, gamma, seed, device, prior_reward)
         if self.rng is None:  # the draw among plausible arms needs one
             self.rng = make_rng(None)
 
@@ -225,18 +249,20 @@ class LinTS(_LinearBandit):
         gamma: float = 1.0,
         seed: int | None = 0,
         device: str | torch.device | None = None,
+        prior_reward: float = 0.0,
     ) -> None:
         if isinstance(v, str) and v != "auto":
             raise ValueError(f"v must be a finite number > 0 or 'auto', got {v!r}")
         self.v = v if v == "auto" else check_positive("v", v)
-        super().__init__(num_arms, dim, l2_lambda, gamma, seed, device)
+        super().__init__(num_arms, dim, l2_lambda, gamma, seed, device, prior_reward)
         self.noise = NoiseScale(self.estimator.gamma) if v == "auto" else None
         if self.rng is None:
             self.rng = make_rng(None)
 
     def _hparams(self) -> dict[str, Any]:
         e = self.estimator
-        return {"dim": self.dim, "v": self.v, "l2_lambda": e.l2_lambda, "gamma": e.gamma}
+        out = {"dim": self.dim, "v": self.v, "l2_lambda": e.l2_lambda, "gamma": e.gamma}
+        return out | self._offset_hparams()
 
     @property
     def scale(self) -> float:

@@ -142,6 +142,11 @@ def apply_prior(selector: Any, prior: ArmPrior, arm_names: list[str], featurizer
     """Load ``prior`` into ``selector``'s fresh arms (matched by RM name); returns the names
     that got a prior. Arms the prior does not know stay cold (a prior-free mean of 0)."""
     bandit = _linear(selector)
+    if getattr(bandit, "prior_reward", 0.0):
+        raise ValueError(
+            f"an offline prior predicts the reward itself; this selector models the reward "
+            f"minus prior_reward={bandit.prior_reward}: set bandit.prior_reward=0 with a prior"
+        )
     described = describe_featurizer(featurizer)
     if prior.featurizer != described:
         raise ValueError(
