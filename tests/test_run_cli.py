@@ -150,11 +150,10 @@ def test_bad_values_fail_before_any_world_is_built(tmp_path, overrides, message)
     assert not cache.exists()
 
 
-def test_the_cli_names_a_bad_bandit_value_in_seconds(tmp_path):
-    start = time.monotonic()
+def test_the_cli_names_a_bad_bandit_value_before_building_anything(tmp_path):
     run = train(tmp_path / "never-built", tmp_path / "run", "bandit.v=abc")
     assert run.returncode != 0 and "v must" in run.stderr and "bandit=LinTS" in run.stderr
-    assert not (tmp_path / "never-built").exists() and time.monotonic() - start < 60
+    assert not (tmp_path / "never-built").exists()  # no world, no RM was built first
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
