@@ -140,12 +140,17 @@ class PerBatch:
         return [(prompts[0], context, raw)]  # the batch's first prompt stands for it
 
     def reduce(self, credits, dist):
+        """Per arm, the mean over ranks at the (global) batch context: one arm for the chosen
+        RM's credits, one per RM for a full-information signal's others."""
         if not dist.enabled or not credits:
             return credits
-        values = [c.raw for c in credits if c.raw is not None]
-        mean = sum(values) / len(values) if values else None
-        first = credits[0]  # one arm and one context: the decision was global
-        return [Credit(first.arm, first.context, mean, first.propensity)]
+        out = []
+        for arm in dict.fromkeys(c.arm for c in credits):
+            mine = [c for c in credits if c.arm == arm]
+            values = [c.raw for c in mine if c.raw is not None]
+            mean = sum(values) / len(values) if values else None
+            out.append(Credit(arm, mine[0].context, mean, mine[0].propensity))
+        return out
 
 
 class PerPrompt:
@@ -329,12 +334,7 @@ class Router:
         if not getattr(self.signal, "all_arms", False):  # the same on every rank
             return result
         unchosen = [c for part in self.dist.gather(others) for c in part]
-        arms = dict.fromkeys(c.arm for c in unchosen)  # PerBatch reduces one arm at a time
-        unchosen = [
-            c
-            for a in arms
-            for c in self.granularity.reduce([u for u in unchosen if u.arm == a], self.dist)
-        ]
+        unchosen = self.granularity.reduce(unchosen, self.dist)
         result.counterfactual = len(self.apply(unchosen, step, log=False).given)
         return result
 

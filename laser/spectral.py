@@ -121,7 +121,7 @@ class SpectralAgreement(_Signal):
             if len(idx) < 2 or not bool(signs[0].abs().sum() > 0):
                 continue  # one sample, or the chosen RM ties every pair: nothing to grade
             fits[prompt] = (rank_one_fit(agreement_matrix(signs)), signs.abs().sum(1) > 0)
-        return self.graded(fits, ["", *peers], 0)
+        return self.graded(fits, ["", *peers], 0)  # row 0, the chosen RM, needs no name
 
     def graded(
         self, fits: dict[int, tuple[torch.Tensor, torch.Tensor]], names: list[str], chosen: int

@@ -126,6 +126,16 @@ def test_per_batch_feedback_is_the_mean_over_ranks():
     assert arm == 1 and torch.equal(ctx, context) and value == pytest.approx(2.0) and prop == 0.5
     # a rank whose RM failed (None) does not drag the mean to the floor
     assert updates((1, torch.zeros(3), None, 0.5))[0][2] == 1.0
+    # several arms (a full-information signal's other RMs): one mean per arm, in first-seen order
+    others = [
+        Credit(2, context, 0.2, 0.0),
+        Credit(3, context, 0.4, 0.0),
+        Credit(2, context, 0.6, 0.0),
+    ]
+    assert [(c.arm, c.raw) for c in per_batch.reduce(others, fake)] == [
+        (2, pytest.approx(0.4)),
+        (3, pytest.approx(0.4)),
+    ]
 
 
 def _lifetime_worker(rank, world, port, out):

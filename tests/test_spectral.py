@@ -67,20 +67,25 @@ def test_the_signal_grades_the_chosen_rm_from_the_pools_agreements_and_counts_th
     assert two.after(rms["me"], None, None, batch_of(wrong)) == {0: 0.0}
 
 
-def test_the_fit_orders_an_expert_a_noisy_generalist_and_a_believer():
-    """Eight samples, gold order a > b > ... > h. Two experts order every pair right; the
-    generalist swaps 4 adjacent pairs (24 of 28 right); the believer orders every pair the
-    wrong way. Graded from the same fit of the pool: expert > generalist > 0 > believer."""
+def _orders():
+    """Eight samples' scores, gold order a > b > ... > h: two experts, a generalist that
+    swaps 4 adjacent pairs and a believer that orders every pair the wrong way."""
     gold = [float(g) for g in range(8, 0, -1)]
-    samples = "abcdefgh"
     swapped = [gold[1], gold[0], gold[3], gold[2], gold[5], gold[4], gold[7], gold[6]]
-    orders = {
+    return {
         "expert": gold,
         "expert2": [g + 0.1 * (i % 2) for i, g in enumerate(gold)],
         "generalist": swapped,
         "believer": [-g for g in gold],
     }
-    rms = {name: fixed(dict(zip(samples, v))) for name, v in orders.items()}
+
+
+def test_the_fit_orders_an_expert_a_noisy_generalist_and_a_believer():
+    """Eight samples, gold order a > b > ... > h. Two experts order every pair right; the
+    generalist swaps 4 adjacent pairs (24 of 28 right); the believer orders every pair the
+    wrong way. Graded from the same fit of the pool: expert > generalist > 0 > believer."""
+    orders = _orders()
+    rms = {name: fixed(dict(zip("abcdefgh", v))) for name, v in orders.items()}
     spectral = SpectralAgreement(rms, audit=1.0)
     value = {
         name: spectral.after(rms[name], None, None, batch_of(orders[name]))[0]
@@ -155,19 +160,6 @@ def test_the_pooled_signal_grades_from_the_pooled_matrix():
         )
 
 
-def _orders():
-    """The expert / generalist / believer pool of the test above."""
-    gold = [float(g) for g in range(8, 0, -1)]
-    swapped = [gold[1], gold[0], gold[3], gold[2], gold[5], gold[4], gold[7], gold[6]]
-    return {
-        "expert": gold,
-        "expert2": [g + 0.1 * (i % 2) for i, g in enumerate(gold)],
-        "generalist": swapped,
-        "believer": [-g for g in gold],
-        "tied": [0.0] * 8,  # scores every sample alike: no order to grade
-    }
-
-
 @pytest.mark.parametrize("pooled", [False, True], ids=["per-prompt", "pooled"])
 def test_all_arms_grades_every_rm_of_the_audit_from_the_same_fit(pooled):
     """With all_arms the chosen RM's value is unchanged and every other working RM gets the
@@ -176,7 +168,7 @@ def test_all_arms_grades_every_rm_of_the_audit_from_the_same_fit(pooled):
     from laser.feedback import Counterfactual
     from laser.spectral import PooledSpectralAgreement
 
-    orders = _orders()
+    orders = _orders() | {"tied": [0.0] * 8}  # scores every sample alike: no order to grade
     rms = {name: fixed(dict(zip("abcdefgh", v))) for name, v in orders.items()}
     make = PooledSpectralAgreement if pooled else SpectralAgreement
 
