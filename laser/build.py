@@ -28,6 +28,7 @@ from laser.distributed import Distributed
 from laser.evaluation import Evaluator
 from laser.features import Normalized, Projected, minilm_path
 from laser.feedback import NoFeedback, task_checker
+from laser.granularity import PerBatch, PerPrompt
 from laser.logging import DecisionWriter, NullLogger
 from laser.orchestrator import Orchestrator
 from laser.policy import PolicyTrainer
@@ -40,7 +41,7 @@ from laser.rewards import (
     UncertaintyEnsemble,
 )
 from laser.rewards.wrappers import NoisyReward, TurnsBad
-from laser.routing import PerBatch, PerPrompt, Router
+from laser.routing import Router
 from laser.world import prepare_world
 from laser.world.external import ExternalWorld
 from laser.world.prepare import make_suite

@@ -43,9 +43,10 @@ from laser.feedback import (
     RewardGain,
     task_checker,
 )
+from laser.granularity import PerPrompt
 from laser.policy.losses import sequence_nll
 from laser.rewards import FunctionReward
-from laser.routing import PerPrompt, Router
+from laser.routing import Router
 from laser.tasks.base import Example
 from laser.tasks.shortcuts import shortcut
 from laser.tasks.synthetic import SyntheticSuite

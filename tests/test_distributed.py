@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from laser.routing import Credit, PerBatch
+from laser.granularity import Credit, PerBatch
 
 
 def _free_port() -> int:

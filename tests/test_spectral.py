@@ -128,7 +128,8 @@ def test_the_pooled_signal_grades_from_the_pooled_matrix():
     from types import SimpleNamespace
 
     from laser.bandits import LinUCB, PercentileNormalizer
-    from laser.routing import PerPrompt, Router
+    from laser.granularity import PerPrompt
+    from laser.routing import Router
     from laser.spectral import PooledSpectralAgreement
 
     right = {c: float(-i) for i, c in enumerate("abcd")}
@@ -203,8 +204,9 @@ def test_a_counterfactual_updates_the_arms_not_chosen_and_stays_out_of_the_decis
 
     from laser.bandits import LinUCB, PercentileNormalizer
     from laser.feedback import Counterfactual, _Signal
+    from laser.granularity import PerBatch, PerPrompt
     from laser.logging import DecisionWriter
-    from laser.routing import Decision, PerBatch, PerPrompt, Router, Samples, Scores
+    from laser.routing import Decision, Router, Samples, Scores
 
     class Full(_Signal):
         name = "full"

@@ -37,10 +37,11 @@ from laser.bandits.base import Bandit
 from laser.bandits.normalizers import Normalizer, PercentileNormalizer
 from laser.features import Featurizer
 from laser.feedback import FeedbackSignal, NegLoss
+from laser.granularity import PerBatch, PerPrompt
 from laser.policy.config import PolicyConfig
 from laser.policy.stats import StepStats
 from laser.rewards.base import RewardModel
-from laser.routing import PerBatch, PerPrompt, Router, Samples
+from laser.routing import Router, Samples
 from laser.tasks.base import Example
 
 TRL_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments", "completion_ids")
