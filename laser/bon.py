@@ -180,9 +180,15 @@ class ConsensusPick(ConsensusAgreement):
 
     name = "consensus_pick"
 
-    def __init__(self, pool: dict[str, RewardModel], audit: float = 0.25, seed: int = 0):
+    def __init__(
+        self,
+        pool: dict[str, RewardModel],
+        audit: float = 0.25,
+        seed: int = 0,
+        audit_decay: float | None = None,
+    ):
         # graded by the OTHER RMs: the picker's own z-score is highest at its pick
-        super().__init__(pool, audit, seed, reference="others")
+        super().__init__(pool, audit, seed, reference="others", audit_decay=audit_decay)
 
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch

@@ -122,11 +122,15 @@ class Router:
         self.bandit = NormalizedBandit(selector, normalizer)
         self.granularity, self.signal = granularity, signal
         self.dist = dist or Distributed()
-        if self.dist.enabled and hasattr(signal, "state_dict"):
+        # a signal says whether its state is fitted on its own prompts; one with a state_dict
+        # and no say is taken to be
+        stateful = getattr(signal, "stateful", hasattr(signal, "state_dict"))
+        if self.dist.enabled and stateful:
             raise ValueError(
-                f"feedback {signal.name!r} keeps state fitted on each process's own prompts, "
-                "which would differ between processes: run it in one process (or use "
-                "feedback=spectral_agreement)"
+                f"feedback {signal.name!r} keeps state fitted on each process's own prompts "
+                "(spectral_pooled's agreement model, or audit_decay's record of the contexts "
+                "seen), which would differ between processes: run it in one process (or use "
+                "feedback=spectral_agreement with audit_decay=null)"
             )
         self.decisions = decisions  # decisions.jsonl for off-policy evaluation (laser-ope)
 
@@ -313,7 +317,7 @@ class Router:
             "selector": self.selector.state_dict(),
             "normalizer": self.normalizer.state_dict(),
         }
-        if hasattr(self.signal, "state_dict"):  # a signal that learns (spectral_pooled)
+        if hasattr(self.signal, "state_dict"):  # spectral_pooled's model, audit_decay's contexts
             out["signal"] = self.signal.state_dict()
         return out
 

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from laser.consensus import PeerAudit, consensus_reference
-from laser.feedback import ArmBatch, Counterfactual, Feedback, _Signal, pairwise_agreement
+from laser.consensus import AuditedSignal, PeerAudit, consensus_reference
+from laser.feedback import ArmBatch, Counterfactual, Feedback, pairwise_agreement
 from laser.policy.stats import StepStats
 from laser.rewards.base import RewardModel
 
@@ -70,7 +70,7 @@ def rank_one_fit(m: torch.Tensor, iters: int = 100) -> torch.Tensor:
     return -c if float(c.sum()) < 0 else c
 
 
-class SpectralAgreement(_Signal):
+class SpectralAgreement(AuditedSignal):
     """Per audited prompt: the chosen RM's reliability c_k = 2 p_k - 1 on that prompt's sample
     pairs, estimated from the agreement matrix of the whole pool (:func:`rank_one_fit`), with
     no labels. The audit (which prompts, the peers' passes, their cost) is the one
@@ -95,8 +95,9 @@ class SpectralAgreement(_Signal):
         audit: float = 0.25,
         seed: int = 0,
         all_arms: bool = False,
+        audit_decay: float | None = None,
     ):
-        self.peers = PeerAudit(pool, audit, seed)
+        self.peers = PeerAudit(pool, audit, seed, audit_decay)
         self.all_arms = all_arms
 
     def after(
@@ -226,8 +227,9 @@ class PooledSpectralAgreement(SpectralAgreement):
         seed: int = 0,
         l2: float = 1.0,
         all_arms: bool = False,
+        audit_decay: float | None = None,
     ):
-        super().__init__(pool, audit, seed, all_arms)
+        super().__init__(pool, audit, seed, all_arms, audit_decay)
         self.model = ContextAgreement(list(pool), l2)
 
     def after(
@@ -255,8 +257,11 @@ class PooledSpectralAgreement(SpectralAgreement):
         }
         return self.graded(fits, names, k)
 
+    stateful = True  # its agreement model, whatever the audit
+
     def state_dict(self) -> dict[str, Any]:
-        return self.model.state_dict()
+        return {**self.model.state_dict(), "audit": self.peers.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state)
+        self.peers.load_state_dict(state.get("audit", {}))  # absent in checkpoints before it

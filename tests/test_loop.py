@@ -100,18 +100,25 @@ def test_only_the_chosen_rm_runs_but_an_ensemble_runs_all(cache, tmp_path):
     assert list(ens.router.arms.rms) == ["mean_ensemble"] and ens.rm_cost() == 3 * per_step * 2
 
 
-def test_resume_after_interruption_is_exact(cache, tmp_path):
-    full, _ = run(cfg_for(cache, tmp_path / "full", "loop.steps=4", "loop.checkpoint_every=2"))
-    first = build_loop(
-        cfg_for(cache, tmp_path / "cut", "loop.steps=4", "loop.checkpoint_every=2"), NullLogger()
-    )
+# the audit of audit_decay remembers the contexts it has seen: a resume must audit the same
+AUDIT_DECAY = ["feedback=spectral_pooled", "feedback.signal.audit_decay=1.0"]
+
+
+@pytest.mark.parametrize("extra", [[], AUDIT_DECAY], ids=["default", "audit_decay"])
+def test_resume_after_interruption_is_exact(cache, tmp_path, extra):
+    steps = ["loop.steps=4", "loop.checkpoint_every=2", *extra]
+    full, _ = run(cfg_for(cache, tmp_path / "full", *steps))
+    first = build_loop(cfg_for(cache, tmp_path / "cut", *steps), NullLogger())
     first.step()
     first.step()
     first.checkpointer.save(first)
     first.step()  # work after the checkpoint is lost, as with kill -9
-    resumed, _ = run(cfg_for(cache, tmp_path / "new", "loop.steps=4", f"resume={tmp_path / 'cut'}"))
+    resumed, _ = run(cfg_for(cache, tmp_path / "new", *steps, f"resume={tmp_path / 'cut'}"))
     assert resumed.step_count == 4
     assert resumed.rm_cost() == full.rm_cost()  # the cost before the resume is kept
+    if extra:  # the same contexts seen, so the same prompts audited
+        seen = [loop.router.signal.peers.novelty.seen.design(0) for loop in (full, resumed)]
+        assert seen[0].trace() > 2 and (seen[0] == seen[1]).all()
     a, b = full.router.selector.state_dict(), resumed.router.selector.state_dict()
     assert a["kind"] == b["kind"]
     for arm_a, arm_b in zip(a["state"]["arms"], b["state"]["arms"]):
