@@ -4,11 +4,12 @@ the prompts, without gold labels.
 An audit (:class:`PeerAudit`) picks a pseudo-random share of the prompts and has every other
 RM of the pool score their samples; those passes are real RM cost, counted in
 ``cost/rm_forward_samples``. The share is fixed, or, with ``audit_decay``, falls on the prompts
-whose context is new (:class:`AuditNovelty`), so a run's audit cost stops growing with its
-length once its contexts are familiar. What is made of the peers' scores is the signal's business:
-``ConsensusAgreement`` (here) compares the chosen RM's ranking with the pool's consensus,
-``SpectralAgreement`` (``laser.spectral``) estimates its reliability from the pool's
-agreement matrix, ``ConsensusPick`` (``laser.bon``) rates its best-of-n pick.
+whose context is new to the RM chosen for them (:class:`AuditNovelty`), so a run's audit cost
+stops growing with its length once its choices are settled. What is made of the peers'
+scores is the signal's business: ``ConsensusAgreement`` (here) compares the chosen RM's
+ranking with the pool's consensus, ``SpectralAgreement`` (``laser.spectral``) estimates its
+reliability from the pool's agreement matrix, ``ConsensusPick`` (``laser.bon``) rates its
+best-of-n pick.
 """
 
 from __future__ import annotations
@@ -53,24 +54,26 @@ def audited(prompt: str, share: float, seed: int) -> bool:
 
 
 class AuditNovelty:
-    """The audit share of a prompt, by how new its context is:
+    """The audit share of a prompt, by how new its context is to the RM chosen for it:
 
-        share(x) = min(audit, audit_decay * x^T V^-1 x),   V = I + sum_{x' seen} x' x'^T,
+        share(x, k) = min(audit, audit_decay * x^T V_k^-1 x),   V_k = I + sum x' x'^T
 
-    V summing every prompt this audit was asked about before (audited or not). For a context
-    seen m times before, x^T V^-1 x = 1 / (1 + m): the share stays at ``audit`` until the
-    context is familiar, then falls as audit_decay / (1 + m), so a context's audits grow like
-    audit_decay * log(m) instead of audit * m. A new kind of prompt (a new domain mid-run) is
-    new again and audited at the full share. x^T V^-1 x is the ridge's predictive variance at
-    x: the epsilon_t = c / t exploration schedule of epsilon-greedy (Auer, Cesa-Bianchi &
-    Fischer 2002, "Finite-time analysis of the multiarmed bandit problem", Thm. 3: logarithmic
-    regret), counted per context instead of per run; querying the costly feedback where the
-    estimate is uncertain is selective sampling's rule (Cesa-Bianchi, Gentile & Zaniboni
-    2006, "Worst-case analysis of selective sampling for linear classification"). Why: with a
-    fixed share the audits cost audit * (K - 1) / K of the ensemble's RM passes for the whole
-    run, although routing settles in its first tenth (experiments/results/audit_decay).
-    Measured on this machine's MiniLM contexts (32-d): after 450 prompts of one domain the
-    variance is 0.015-0.03, about 6-15 / m: a domain's prompts span a few directions."""
+    over the contexts x' of the prompts RM k was chosen for before (audited or not). For a
+    context where k was played m times, x^T V_k^-1 x = 1 / (1 + m): the share stays at
+    ``audit`` until k is familiar there, then falls as audit_decay / (1 + m), so the audits
+    of a settled choice grow like audit_decay * log(m) instead of audit * m. A new kind of
+    prompt (a new domain mid-run) and an RM newly chosen for a familiar kind (an exploration
+    draw, or a drift of the selector's estimate) are audited at the full share: those are
+    the decisions the selector has no evidence for. x^T V_k^-1 x is the ridge's predictive
+    variance at x: the epsilon_t = c / t exploration schedule of epsilon-greedy (Auer,
+    Cesa-Bianchi & Fischer 2002, "Finite-time analysis of the multiarmed bandit problem",
+    Thm. 3: logarithmic regret), counted per context and arm instead of per run; querying
+    costly feedback where the current choice is uncertain is selective sampling's rule
+    (Cesa-Bianchi, Gentile & Zaniboni 2006, "Worst-case analysis of selective sampling for
+    linear classification"). Why per RM: counted over all RMs alike, a familiar domain was
+    no longer audited when the selector began to send it to another RM (its estimate there
+    had drifted with audits of other domains), and DPO trained on a wrong RM unchecked
+    (experiments/results/audit_decay/README.md)."""
 
     def __init__(self, audit_decay: float):
         if not (isinstance(audit_decay, (int, float)) and np.isfinite(audit_decay)):
@@ -78,39 +81,38 @@ class AuditNovelty:
         if audit_decay <= 0:
             raise ValueError(f"audit_decay must be > 0 (null: a fixed share), got {audit_decay}")
         self.audit_decay = float(audit_decay)
-        self.seen: RidgeArms | None = None  # built at the first context: its size is known then
+        self.seen: dict[str, RidgeArms] = {}  # RM name -> its played contexts' Gram matrix
 
-    def shares(self, audit: float, contexts: torch.Tensor) -> list[float]:
-        """Each context's share (``contexts`` (n, d), in order), each counted as seen after
-        its own share is taken: the second of two equal contexts in a batch gets less."""
+    def shares(self, audit: float, contexts: torch.Tensor, rm: str) -> list[float]:
+        """Each context's share (``contexts`` (n, d), in order) for prompts routed to ``rm``,
+        each counted as played after its own share is taken: the second of two equal contexts
+        in a batch gets less."""
         out = []
         for x in contexts.detach().double().cpu().numpy():
-            if self.seen is None:
-                self.seen = RidgeArms(1, len(x))
-            if len(x) != self.seen.dim:
+            seen = self.seen.setdefault(rm, RidgeArms(1, len(x)))
+            if len(x) != seen.dim:
                 raise ValueError(
-                    f"audit_decay: a {len(x)}-d context, earlier ones were {self.seen.dim}-d"
+                    f"audit_decay: a {len(x)}-d context, earlier ones were {seen.dim}-d"
                 )
-            _, width = self.seen.predict(x)
+            _, width = seen.predict(x)
             out.append(min(audit, self.audit_decay * float(width[0]) ** 2))
-            self.seen.update(0, x, 0.0)
+            seen.update(0, x, 0.0)
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seen": None if self.seen is None else self.seen.state_dict()}
+        return {"seen": {name: ridge.state_dict() for name, ridge in self.seen.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        seen = state.get("seen")
-        self.seen = None
-        if seen is not None:
-            self.seen = RidgeArms(1, int(seen["dim"]))
-            self.seen.load_state_dict(seen)
+        self.seen = {}
+        for name, saved in state.get("seen", {}).items():
+            self.seen[name] = RidgeArms(1, int(saved["dim"]))
+            self.seen[name].load_state_dict(saved)
 
 
 class PeerAudit:
     """Which prompts are audited and the pool's other RMs' scores of their samples. A prompt is
     audited when a hash of (seed, prompt) falls below its share (:func:`audited`): ``audit``,
-    or with ``audit_decay`` the share :class:`AuditNovelty` gives its context. A peer that
+    or with ``audit_decay`` the share :class:`AuditNovelty` gives its context and RM. A peer that
     fails abstains: it is not the chosen RM's fault, and the audit goes on with the rest."""
 
     def __init__(
@@ -125,8 +127,10 @@ class PeerAudit:
         self.pool, self.audit, self.seed = pool, audit, seed
         self.novelty = None if audit_decay is None else AuditNovelty(audit_decay)
 
-    def audited_prompts(self, batch: ArmBatch, signal: str = "audit") -> dict[int, list[int]]:
-        """The batch's audited prompts and their samples."""
+    def audited_prompts(
+        self, rm: RewardModel, batch: ArmBatch, signal: str = "audit"
+    ) -> dict[int, list[int]]:
+        """The audited prompts of the batch ``rm`` was chosen for, and their samples."""
         samples = batch.prompt_samples()
         shares = dict.fromkeys(samples, self.audit)
         if self.novelty is not None:
@@ -136,7 +140,8 @@ class PeerAudit:
                     "none (route it through laser.routing.Router, or set audit_decay=null)"
                 )
             keys = list(samples)
-            shares = dict(zip(keys, self.novelty.shares(self.audit, batch.contexts[keys])))
+            name = next((n for n, r in self.pool.items() if r is rm), "")  # "": not pooled
+            shares = dict(zip(keys, self.novelty.shares(self.audit, batch.contexts[keys], name)))
         return {
             p: idx
             for p, idx in samples.items()
@@ -144,7 +149,7 @@ class PeerAudit:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs to audit the same prompts: the contexts seen so far."""
+        """What a resumed run needs to audit the same prompts: the contexts each RM played."""
         return {} if self.novelty is None else {"novelty": self.novelty.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -163,7 +168,7 @@ class PeerAudit:
         self, rm: RewardModel, batch: ArmBatch, signal: str = "audit"
     ) -> tuple[dict[int, list[int]], dict[str, torch.Tensor]]:
         """:meth:`peer_scores` with each working peer's name (pool order)."""
-        groups = self.audited_prompts(batch, signal)
+        groups = self.audited_prompts(rm, batch, signal)
         idx = [i for members in groups.values() for i in members]
         if not idx:
             return {}, {}

@@ -1,5 +1,6 @@
-"""audit_decay: audits fall on new contexts (laser.consensus.AuditNovelty). Hand-computed
-shares, the RM passes it saves, a new context audited again, state round trip, bad values."""
+"""audit_decay: audits fall on contexts new to the chosen RM (laser.consensus.AuditNovelty).
+Hand-computed shares, the RM passes it saves, a new context or a newly chosen RM audited
+again, state round trip, bad values."""
 
 from types import SimpleNamespace
 
@@ -15,14 +16,16 @@ E1, E2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
 
 
 def test_shares_hand_computed():
-    """V = I, then each context is added after its share is taken: x^T V^-1 x is 1 for a new
-    unit context and 1 / (1 + m) for one seen m times; a mix of two sums their parts."""
+    """V_k = I, then each context is added after its share is taken: x^T V_k^-1 x is 1 for a
+    unit context new to RM k and 1 / (1 + m) for one it was played at m times; a mix of two
+    sums their parts. Another RM has its own V."""
     novelty = AuditNovelty(0.3)
     xs = torch.stack([E1, E1, E2, E1, (E1 + E2) / 2**0.5])
     # e1: min(0.25, 0.3 * 1); e1 again: 0.3 / 2; e2: new; e1 a third time: 0.3 / 3;
     # (e1 + e2) / sqrt 2 with V = diag(4, 2): 0.3 * (1/4 + 1/2) / 2
     expected = [0.25, 0.15, 0.25, 0.1, 0.3 * 0.375]
-    assert novelty.shares(0.25, xs) == pytest.approx(expected)
+    assert novelty.shares(0.25, xs, "k") == pytest.approx(expected)
+    assert novelty.shares(0.25, xs[:2], "j") == pytest.approx([0.25, 0.15])  # new to j
 
 
 def counting(values):
@@ -59,10 +62,11 @@ def audits(signal, rms, prompts, context):
     return (rms["p"].forward_samples - before) // 3
 
 
-def test_a_familiar_context_is_audited_less_and_a_new_one_at_the_full_share():
-    """400 prompts at one context: the fixed share audits about a quarter of them, the decay
-    sum_m min(0.25, 1 / (1 + m)) ~ 1 + ln(400 / 4) ~ 5.6 in expectation; every peer pass is
-    counted. A context never seen before then gets the full share again."""
+def test_a_settled_choice_is_audited_less_and_a_new_one_at_the_full_share():
+    """400 prompts at one context, all to one RM: the fixed share audits about a quarter of
+    them, the decay sum_m min(0.25, 1 / (1 + m)) ~ 1 + ln(400 / 4) ~ 5.6 in expectation; every
+    peer pass is counted. A context new to that RM, or another RM chosen at the familiar
+    context, then gets the full share again."""
     prompts = [f"prompt {i}" for i in range(400)]
     fixed_rms, decayed_rms = pool(), pool()
     fixed = audits(ConsensusAgreement(fixed_rms, audit=0.25), fixed_rms, prompts, E1)
@@ -72,8 +76,10 @@ def test_a_familiar_context_is_audited_less_and_a_new_one_at_the_full_share():
     assert 1 <= decayed <= 15
     assert decayed_rms["q"].forward_samples == 3 * decayed  # both peers pay each audit
     assert decayed_rms["me"].forward_samples == 0  # the chosen RM is not scored again
-    assert signal.peers.novelty.shares(0.25, E2[None]) == [0.25]  # new: the full share
-    assert signal.peers.novelty.shares(0.25, E1[None])[0] == pytest.approx(1 / 401)
+    novelty = signal.peers.novelty
+    assert novelty.shares(0.25, E1[None], "me")[0] == pytest.approx(1 / 401)
+    assert novelty.shares(0.25, E2[None], "me") == [0.25]  # a new context
+    assert novelty.shares(0.25, E1[None], "p") == [0.25]  # a newly chosen RM
 
 
 @pytest.mark.parametrize("make", [ConsensusAgreement, SpectralAgreement, PooledSpectralAgreement])
