@@ -6,8 +6,13 @@ Reads every job ``summary.json`` under the directories (the first directory that
 (rule, method, seed) wins; refused jobs are skipped), then prints per update rule each
 method's mean accuracy and best-tier routing, and REFERENCE minus every other method: the
 paired 95% bootstrap CI over eval prompts (``experiments.report.paired``) and the seeds on
-which REFERENCE scored higher. For studies that add methods to an earlier sweep without
+which REFERENCE scored higher, and the t interval of the per-seed differences (it carries
+the training runs' noise). For studies that add methods to an earlier sweep without
 re-running it (the same seeds give the same eval prompts; ``paired`` checks that).
+
+``--reseeded SUFFIX`` counts a method named ``X<SUFFIX>`` (e.g. ``laser_reseed``: the same
+recipe with other posterior draws, ``bandit.seed=1000``) as more runs of ``X``, at seed
+``seed + 1000``, so a recipe's two sets of runs pair with another recipe's two sets.
 """
 
 from __future__ import annotations
@@ -17,6 +22,18 @@ import json
 from pathlib import Path
 
 from experiments.report import method_rows, paired
+
+RESEED_OFFSET = 1000  # a reseeded run's seed: its run seed + this (compare.yaml's bandit.seed)
+
+
+def reseeded(summaries: list[dict], suffix: str) -> list[dict]:
+    """Runs of ``X<suffix>`` as runs of ``X`` at seed + RESEED_OFFSET; others unchanged."""
+    out = []
+    for s in summaries:
+        if s["method"].endswith(suffix):
+            s = {**s, "method": s["method"][: -len(suffix)], "seed": s["seed"] + RESEED_OFFSET}
+        out.append(s)
+    return out
 
 
 def load(dirs: list[Path]) -> list[dict]:
@@ -52,7 +69,8 @@ def lines(summaries: list[dict], reference: str, warmup: float) -> list[str]:
                 c = paired(runs, reference, r["method"])
                 out.append(
                     f"  {reference} - {r['method']}: {c['diff']:+.3f} "
-                    f"[{c['low']:+.3f}, {c['high']:+.3f}], {c['seed_wins']}/{c['seeds']}"
+                    f"[{c['low']:+.3f}, {c['high']:+.3f}], {c['seed_wins']}/{c['seeds']}, "
+                    f"over seeds [{c['seed_low']:+.3f}, {c['seed_high']:+.3f}]"
                 )
     return out
 
@@ -62,8 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("reference")
     parser.add_argument("dirs", type=Path, nargs="+")
     parser.add_argument("--warmup", type=float, default=0.2)
+    parser.add_argument("--reseeded", metavar="SUFFIX", help="X<SUFFIX> counts as runs of X")
     args = parser.parse_args(argv)
     summaries = load(args.dirs)
+    if args.reseeded:
+        summaries = reseeded(summaries, args.reseeded)
     if not summaries:
         raise SystemExit(f"no job summaries under {[str(d) for d in args.dirs]}")
     print("\n".join(lines(summaries, args.reference, args.warmup)))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from experiments.report import routing_accuracy, routing_regret
-from experiments.stats import macro_mean, mcnemar_exact, paired_bootstrap
+from experiments.stats import macro_mean, mcnemar_exact, paired_bootstrap, seed_interval
 from laser.bandits import DomainRouter, DomainTierRouter
 from laser.cli import CONF_DIR
 
@@ -40,6 +40,19 @@ def test_paired_bootstrap_interval_matches_the_normal_approximation():
     d = a - b
     half = 1.96 * d.std() / np.sqrt(len(d))
     assert out["high"] - out["low"] == pytest.approx(2 * half, rel=0.1)
+
+
+def test_seed_interval_hand_computed():
+    # differences 0.1, 0.2, 0.3: mean 0.2, s = 0.1, t(0.975, 2) = 4.302653
+    out = seed_interval([0.1, 0.2, 0.3])
+    half = 4.302653 * 0.1 / 3**0.5
+    assert out == pytest.approx({"diff": 0.2, "low": 0.2 - half, "high": 0.2 + half})
+    assert seed_interval([0.05, 0.05]) == pytest.approx({"diff": 0.05, "low": 0.05, "high": 0.05})
+    one = seed_interval([0.3])
+    assert one["diff"] == 0.3 and np.isnan(one["low"]) and np.isnan(one["high"])
+    for bad in ([], [0.1, float("nan")]):
+        with pytest.raises(ValueError, match="seed_interval"):
+            seed_interval(bad)
 
 
 def test_mcnemar_exact_hand_computed():
@@ -384,6 +397,25 @@ def test_pairs_merges_sweeps_first_directory_first_and_pairs_the_reference(tmp_p
     main(["laser", str(tmp_path / "a"), str(tmp_path / "b")])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("dpo: laser 0.900 (tier 1.00), third 0.750 (tier 1.00), other 0.500")
-    assert "  laser - third: +0.150 [" in out[1] and out[1].endswith("2/2")
+    # both seeds differ by exactly 0.15: the interval over seeds has no width
+    assert "  laser - third: +0.150 [" in out[1]
+    assert out[1].endswith("2/2, over seeds [+0.150, +0.150]")
     assert "  laser - other: +0.400 [" in out[2]  # sweep a's "other", not b's
     assert "neg_loss" not in "\n".join(out)
+
+
+def test_reseeded_runs_count_as_more_seeds_of_their_recipe():
+    from experiments.pairs import RESEED_OFFSET, reseeded
+
+    runs = [
+        {"method": "laser", "seed": 2},
+        {"method": "laser_reseed", "seed": 2},
+        {"method": "laser_d1_reseed", "seed": 0},
+    ]
+    out = reseeded(runs, "_reseed")
+    assert [(r["method"], r["seed"]) for r in out] == [
+        ("laser", 2),
+        ("laser", 2 + RESEED_OFFSET),
+        ("laser_d1", RESEED_OFFSET),
+    ]
+    assert runs[1] == {"method": "laser_reseed", "seed": 2}  # the input is not changed
