@@ -172,20 +172,31 @@ class ContextAgreement:
     sees 28 pairs (8 samples) and, measured on the built-in worlds' SFT samples
     (experiments/signal_bias.py, ``spectral_pooled``), rates a chance-level RM on a hard
     domain within 0.02 of the experts, where the fit on the domain's pooled pairs separates
-    them by 0.5."""
+    them by 0.5.
 
-    def __init__(self, names: list[str], l2: float = 1.0):
+    ``gamma`` < 1 forgets old audits (weighted least squares, A <- gamma A + (1 - gamma) l2 I
+    + x x^T, B <- gamma B + vec(M) x^T, as in D-LinUCB: Russac, Vernade & Cappe 2019): the
+    agreements of the policy's samples change as it trains, and an RM the policy has learnt
+    to exploit agrees less with the rest on its later samples than on its first ones."""
+
+    def __init__(self, names: list[str], l2: float = 1.0, gamma: float = 1.0):
         if l2 <= 0:
             raise ValueError(f"l2 must be > 0, got {l2}")
-        self.names, self.l2 = list(names), l2
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"gamma must lie in (0, 1], got {gamma}")
+        self.names, self.l2, self.gamma = list(names), l2, gamma
         self.A: torch.Tensor | None = None
         self.B: torch.Tensor | None = None
 
     def update(self, x: torch.Tensor, m: torch.Tensor) -> None:
         x = x.double().flatten()
+        eye = torch.eye(len(x), dtype=torch.float64)
         if self.A is None:
-            self.A = self.l2 * torch.eye(len(x), dtype=torch.float64)
+            self.A = self.l2 * eye
             self.B = torch.zeros(m.numel(), len(x), dtype=torch.float64)
+        if self.gamma < 1.0:  # the prior's share of A decays back in: A stays >= l2 I
+            self.A = self.gamma * self.A + (1.0 - self.gamma) * self.l2 * eye
+            self.B = self.gamma * self.B
         self.A += torch.outer(x, x)
         self.B += torch.outer(m.double().flatten(), x)
 
@@ -196,7 +207,8 @@ class ContextAgreement:
         return (self.B @ torch.linalg.solve(self.A, x.double().flatten())).reshape(k, k)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"names": self.names, "l2": self.l2, "A": self.A, "B": self.B}
+        out = {"names": self.names, "l2": self.l2, "A": self.A, "B": self.B}
+        return out | ({"gamma": self.gamma} if self.gamma < 1.0 else {})  # older files load
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if list(state["names"]) != self.names:  # the pool changed: not this pool's agreements
@@ -205,6 +217,11 @@ class ContextAgreement:
                 f"run's {self.names}; its agreement model starts afresh"
             )
             return
+        if float(state.get("gamma", 1.0)) != self.gamma:
+            raise ValueError(
+                f"spectral_pooled: the checkpoint's agreement model has gamma="
+                f"{state.get('gamma', 1.0)}, this run's gamma={self.gamma}"
+            )
         self.l2, self.A, self.B = float(state["l2"]), state["A"], state["B"]
 
 
@@ -228,9 +245,10 @@ class PooledSpectralAgreement(SpectralAgreement):
         l2: float = 1.0,
         all_arms: bool = False,
         audit_decay: float | None = None,
+        gamma: float = 1.0,
     ):
         super().__init__(pool, audit, seed, all_arms, audit_decay)
-        self.model = ContextAgreement(list(pool), l2)
+        self.model = ContextAgreement(list(pool), l2, gamma)
 
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch

@@ -120,6 +120,31 @@ def test_the_pooled_agreement_model_is_a_ridge_fit_per_entry():
         ContextAgreement(["a"], l2=0.0)
 
 
+def test_a_forgetting_agreement_model_follows_the_latest_audits():
+    """gamma = 0.5 at one context e1 (A's e1 entry a, B's b; the prior decays back in):
+    a = 0.5 * 1 + 0.5 + 1 = 2, b = m1 -> M = m1 / 2; then a = 0.5 * 2 + 0.5 + 1 = 2.5,
+    b = 0.5 m1 + m1 -> 0.6 m1; then an audit of -m1: a = 2.75, b = 0.75 m1 - m1 ->
+    -m1 / 11, where the model that forgets nothing still says (m1 + m1 - m1) / 4 = m1 / 4."""
+    from laser.spectral import ContextAgreement
+
+    e1 = torch.tensor([1.0, 0.0])
+    m1 = torch.tensor([[1.0, 0.5, -0.2], [0.5, 1.0, 0.1], [-0.2, 0.1, 1.0]], dtype=torch.float64)
+    names = ["a", "b", "c"]
+    fading, keeping = ContextAgreement(names, gamma=0.5), ContextAgreement(names)
+    for m, expected in ((m1, 0.5), (m1, 0.6), (-m1, -1 / 11)):
+        fading.update(e1, m)
+        keeping.update(e1, m)
+        assert torch.allclose(fading.predict(e1), expected * m1)
+    assert torch.allclose(keeping.predict(e1), m1 / 4)
+    copy = ContextAgreement(names, gamma=0.5)
+    copy.load_state_dict(fading.state_dict())
+    assert torch.equal(copy.predict(e1), fading.predict(e1))
+    with pytest.raises(ValueError, match="gamma=0.5, this run's gamma=1.0"):
+        keeping.load_state_dict(fading.state_dict())
+    with pytest.raises(ValueError, match="gamma"):
+        ContextAgreement(["a"], gamma=0.0)
+
+
 def test_the_pooled_signal_grades_from_the_pooled_matrix():
     """Four RMs that agree on every pair: each audit adds M = 1 off the diagonal at the
     prompt's context, so after n audits M(x) = n / (n + 1) and c = sqrt(n / (n + 1)) (0.707,
