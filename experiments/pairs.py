@@ -4,7 +4,8 @@
 
 Reads every job ``summary.json`` under the directories (the first directory that has a
 (rule, method, seed) wins; refused jobs are skipped), then prints per update rule each
-method's mean accuracy and best-tier routing, and REFERENCE minus every other method: the
+method's mean accuracy, best-tier routing and RM cost (a share of ``mean_ensemble``'s, when
+the sweeps ran it), and REFERENCE minus every other method: the
 paired 95% bootstrap CI over eval prompts (``experiments.report.paired``) and the seeds on
 which REFERENCE scored higher, and the t interval of the per-seed differences (it carries
 the training runs' noise). For studies that add methods to an earlier sweep without
@@ -56,10 +57,15 @@ def lines(summaries: list[dict], reference: str, warmup: float) -> list[str]:
     for algo in sorted({s["algo"] for s in summaries}):
         runs = [s for s in summaries if s["algo"] == algo]
         rows = sorted(method_rows(runs, warmup), key=lambda r: -r["acc_mean"])
+        # RM forward samples as a share of the ensemble's, where the sweeps ran it
+        ensemble = next((r for r in rows if r["method"] == "mean_ensemble"), None)
         cells = []
         for r in rows:
             tier = r.get("routing_tier_mean")
-            shown = "" if tier is None else f" (tier {tier:.2f})"  # 0.00 is a value too
+            notes = [] if tier is None else [f"tier {tier:.2f}"]  # 0.00 is a value too
+            if ensemble is not None and r is not ensemble:
+                notes.append(f"cost {r['rm_forward_samples'] / ensemble['rm_forward_samples']:.2f}")
+            shown = f" ({', '.join(notes)})" if notes else ""
             cells.append(f"{r['method']} {r['acc_mean']:.3f}{shown}")
         out.append(f"{algo}: " + ", ".join(cells))
         if reference not in {r["method"] for r in rows}:

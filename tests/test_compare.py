@@ -419,3 +419,15 @@ def test_reseeded_runs_count_as_more_seeds_of_their_recipe():
         ("laser_d1", RESEED_OFFSET),
     ]
     assert runs[1] == {"method": "laser_reseed", "seed": 2}  # the input is not changed
+
+
+def test_pairs_gives_each_method_its_share_of_the_ensembles_rm_cost():
+    from experiments.pairs import lines
+
+    scores = [1.0] * 10 + [0.0] * 10
+    runs = [
+        {**_summary("laser", "selector", 0, scores, cost=150), "algo": "dpo", "wall_s": 1},
+        {**_summary("mean_ensemble", "ensemble", 0, scores, cost=400), "algo": "dpo", "wall_s": 1},
+    ]
+    head = lines(runs, "laser", 0.2)[0]
+    assert "laser 0.500 (tier 1.00, cost 0.38)" in head and head.endswith("mean_ensemble 0.500")
