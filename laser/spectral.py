@@ -190,13 +190,12 @@ class ContextAgreement:
 
     def update(self, x: torch.Tensor, m: torch.Tensor) -> None:
         x = x.double().flatten()
-        eye = torch.eye(len(x), dtype=torch.float64)
         if self.A is None:
-            self.A = self.l2 * eye
+            self.A = self.l2 * torch.eye(len(x), dtype=torch.float64)
             self.B = torch.zeros(m.numel(), len(x), dtype=torch.float64)
         if self.gamma < 1.0:  # the prior's share of A decays back in: A stays >= l2 I
-            self.A = self.gamma * self.A + (1.0 - self.gamma) * self.l2 * eye
-            self.B = self.gamma * self.B
+            self.A.mul_(self.gamma).diagonal().add_((1.0 - self.gamma) * self.l2)
+            self.B.mul_(self.gamma)
         self.A += torch.outer(x, x)
         self.B += torch.outer(m.double().flatten(), x)
 
