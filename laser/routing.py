@@ -24,7 +24,7 @@ from laser.bandits.base import Bandit
 from laser.bandits.normalizers import NormalizedBandit, Normalizer
 from laser.distributed import Distributed
 from laser.feedback import ArmBatch, Counterfactual, Feedback, FeedbackSignal
-from laser.granularity import Credit, Granularity, Groups
+from laser.granularity import Credit, Granularity, Groups, PerPrompt
 from laser.logging import DecisionWriter
 from laser.policy.stats import StepStats
 from laser.rewards.base import RewardModel, RewardModelError, score_checked
@@ -94,6 +94,26 @@ class FeedbackResult:
         return out
 
 
+def check_refit(selector: Bandit, normalizer: Normalizer, granularity: Granularity) -> None:
+    """Refuse what ``feedback.signal.refit`` cannot work with, naming the setting."""
+    if not hasattr(selector, "refit"):
+        raise ValueError(
+            f"feedback.signal.refit=true refits a linear selector (bandit=lints, linucb or "
+            f"linelim); {type(selector).__name__} has no per-arm regression to refit"
+        )
+    selector.check_refit()
+    if not hasattr(normalizer, "rescale_all"):
+        raise ValueError(
+            f"feedback.signal.refit=true rescales the values with the percentile normaliser; "
+            f"{type(normalizer).__name__} cannot rescale a set of values at once"
+        )
+    if not isinstance(granularity, PerPrompt):
+        raise ValueError(
+            "feedback.signal.refit=true fits the selector on each audited prompt's context: "
+            "it needs loop.selection=prompt"
+        )
+
+
 def samples_of(group: torch.Tensor, prompts: list[int]) -> list[int]:
     """Indices of the samples whose prompt index is in ``prompts``."""
     chosen = set(prompts)
@@ -132,6 +152,8 @@ class Router:
                 "seen), which would differ between processes: run it in one process (or use "
                 "feedback=spectral_agreement with audit_decay=null)"
             )
+        if getattr(signal, "refit", False):
+            check_refit(selector, normalizer, granularity)
         self.decisions = decisions  # decisions.jsonl for off-policy evaluation (laser-ope)
 
     @property
@@ -257,7 +279,27 @@ class Router:
         unchosen = [c for part in self.dist.gather(others) for c in part]
         unchosen = self.granularity.reduce(unchosen, self.dist)
         result.counterfactual = len(self.apply(unchosen, step, log=False).given)
+        if getattr(self.signal, "refit", False):
+            self.refit_selector()
         return result
+
+    def refit_selector(self) -> None:
+        """A ``refit`` signal: every arm's data become the signal's CURRENT values at every
+        audited context so far, rescaled together by the normaliser's percentiles
+        (:meth:`PercentileNormalizer.rescale_all`), in place of the values given at each
+        audit (which stay in the decision log). Updates at the floor (an RM that failed) are
+        replaced too; the failures still count towards quarantine."""
+        data = self.signal.current_values()
+        if data is None:
+            return
+        xs, values, seen = data
+        scaled = torch.full_like(values, float("nan"))
+        scaled[seen] = torch.as_tensor(self.normalizer.rescale_all(values[seen].numpy()))
+        for j, name in enumerate(self.signal.names):
+            if name in self.arms.names:  # a quarantined RM has no arm any more
+                rows = seen[:, j]
+                arm = self.arms.names.index(name)
+                self.selector.refit(arm, xs[rows].numpy(), scaled[rows, j].numpy())
 
     def counterfactual_credits(
         self, others: dict[str, dict[int, float]], decision: Decision

@@ -70,6 +70,31 @@ def rank_one_fit(m: torch.Tensor, iters: int = 100) -> torch.Tensor:
     return -c if float(c.sum()) < 0 else c
 
 
+def rank_one_fit_batch(m: torch.Tensor, iters: int = 100) -> torch.Tensor:
+    """:func:`rank_one_fit` of each of ``m``'s (P, K, K) matrices at once -> (P, K): the same
+    start, the same coordinate descent, the same sign rule, vectorised over P (the refit
+    re-grades every audited context each step). Equal to the one-matrix fit to rounding
+    (tests/test_refit.py); kept apart from it so that runs which never refit keep their
+    arithmetic to the last bit."""
+    p, k = m.shape[0], m.shape[-1]
+    if k < 3:
+        raise ValueError(f"a rank-one fit needs at least 3 RMs, got {k}")
+    m = m.double()
+    off = ~torch.eye(k, dtype=torch.bool)
+    start = m.clone()
+    start[:, ~off] = (m * off).sum(-1) / (k - 1)
+    values, vectors = torch.linalg.eigh(start)
+    c = vectors[:, :, -1] * values[:, -1:].clamp_min(0.0).sqrt()
+    for _ in range(iters):
+        for i in range(k):
+            others = c * off[i]
+            denom = (others**2).sum(-1)
+            step = (m[:, i] * others).sum(-1) / denom.clamp_min(1e-300)
+            c[:, i] = torch.where(denom > 0, step, c[:, i])
+    flip = c.sum(-1, keepdim=True) < 0
+    return torch.where(flip, -c, c) if p else c
+
+
 class SpectralAgreement(AuditedSignal):
     """Per audited prompt: the chosen RM's reliability c_k = 2 p_k - 1 on that prompt's sample
     pairs, estimated from the agreement matrix of the whole pool (:func:`rank_one_fit`), with
@@ -205,6 +230,13 @@ class ContextAgreement:
             return torch.zeros(k, k, dtype=torch.float64)
         return (self.B @ torch.linalg.solve(self.A, x.double().flatten())).reshape(k, k)
 
+    def predict_many(self, xs: torch.Tensor) -> torch.Tensor:
+        """M(x) at each row of ``xs`` (P, d) -> (P, K, K), one solve for all."""
+        k = len(self.names)
+        if self.A is None:
+            return torch.zeros(len(xs), k, k, dtype=torch.float64)
+        return (self.B @ torch.linalg.solve(self.A, xs.double().T)).T.reshape(-1, k, k)
+
     def state_dict(self) -> dict[str, Any]:
         out = {"names": self.names, "l2": self.l2, "A": self.A, "B": self.B}
         return out | ({"gamma": self.gamma} if self.gamma < 1.0 else {})  # older files load
@@ -232,7 +264,15 @@ class PooledSpectralAgreement(SpectralAgreement):
     Same audit and RM cost as ``spectral_agreement``. Its state is checkpointed with the
     router; one process only (each process would pool its own prompts). A step whose audit
     lacks a peer (it failed), a batch without contexts, or a pool of two falls back to the
-    per-prompt fit."""
+    per-prompt fit.
+
+    ``refit`` (needs ``all_arms``): the audited contexts are kept, and after every step
+    :meth:`current_values` gives every RM's value at all of them from the CURRENT model; the
+    router replaces the linear selector's data with those (:meth:`laser.routing.Router.
+    refit_selector`). Why: the selector's estimate is otherwise the average of the values the
+    model gave at each audit, most of them from a model that had seen a handful of audits of
+    that kind; on world 9 it ranked the RMs the other way round from the model at the end of
+    the run (README, "Why world 9 fails")."""
 
     name = "spectral_pooled"
 
@@ -245,9 +285,33 @@ class PooledSpectralAgreement(SpectralAgreement):
         all_arms: bool = False,
         audit_decay: float | None = None,
         gamma: float = 1.0,
+        refit: bool = False,
     ):
+        if refit and not all_arms:
+            raise ValueError(
+                "spectral_pooled: refit=true grades every RM at every audited context (full "
+                "information); it needs all_arms=true"
+            )
         super().__init__(pool, audit, seed, all_arms, audit_decay)
         self.model = ContextAgreement(list(pool), l2, gamma)
+        self.refit = refit
+        self.contexts: list[torch.Tensor] = []  # refit: every graded audit's context (d,)
+        self.seen: list[torch.Tensor] = []  # refit: which RMs ordered a pair there (K,)
+
+    @property
+    def names(self) -> list[str]:
+        """The pool's RM names: the columns of :meth:`current_values`."""
+        return self.model.names
+
+    def current_values(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``refit``'s data: every graded audit's context X (P, d), each RM's value there
+        from the current model, c = :func:`rank_one_fit_batch` of M(X) (P, K, pool order),
+        and which RMs ordered any pair of that prompt (P, K; no value elsewhere). None before
+        the first audit."""
+        if not self.contexts:
+            return None
+        xs = torch.stack(self.contexts)
+        return xs, rank_one_fit_batch(self.model.predict_many(xs)), torch.stack(self.seen)
 
     def after(
         self, rm: RewardModel, stats: StepStats | None, before: Any, batch: ArmBatch
@@ -269,6 +333,9 @@ class PooledSpectralAgreement(SpectralAgreement):
                 continue  # one sample, or the chosen RM ties every pair: nothing to grade
             self.model.update(batch.contexts[prompt], agreement_matrix(signs))
             informative[prompt] = (batch.contexts[prompt], signs.abs().sum(1) > 0)
+            if self.refit:
+                self.contexts.append(batch.contexts[prompt].double().flatten().clone())
+                self.seen.append(informative[prompt][1].clone())
         fits = {
             p: (rank_one_fit(self.model.predict(x)), seen) for p, (x, seen) in informative.items()
         }
@@ -277,8 +344,23 @@ class PooledSpectralAgreement(SpectralAgreement):
     stateful = True  # its agreement model, whatever the audit
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.model.state_dict(), "audit": self.peers.state_dict()}
+        out = {**self.model.state_dict(), "audit": self.peers.state_dict()}
+        if self.refit:  # the audited contexts the selector is refitted on
+            k, d = len(self.names), len(self.contexts[0]) if self.contexts else 0
+            out["refit_contexts"] = torch.stack(self.contexts) if d else torch.zeros(0, 0)
+            out["refit_seen"] = torch.stack(self.seen) if d else torch.zeros(0, k, dtype=bool)
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state)
+        kept = "refit_contexts" in state
+        if kept != self.refit:
+            raise ValueError(
+                f"spectral_pooled: the checkpoint was written with refit={kept}, this run has "
+                f"refit={self.refit}: the selector's data would not be what it was fitted on"
+            )
+        same_pool = list(state["names"]) == self.names
+        self.model.load_state_dict(state)  # a new pool: the model starts afresh (it says so)
         self.peers.load_state_dict(state.get("audit", {}))  # absent in checkpoints before it
+        if self.refit and same_pool:
+            self.contexts = [x.double() for x in state["refit_contexts"]]
+            self.seen = [s.bool() for s in state["refit_seen"]]

@@ -76,6 +76,30 @@ class _LinearBandit(EstimatorSelector):
         check_update_magnitude(xv, r)
         self.estimator.update(arm, xv, r - self.prior_reward)
 
+    def check_refit(self) -> None:
+        """Raise unless :meth:`refit` can work on this selector (an undiscounted estimator)."""
+        if self.estimator.gamma != 1.0:
+            raise ValueError(
+                f"refit replaces each arm's observations, which with bandit.gamma="
+                f"{self.estimator.gamma} are weighted by their age: use gamma 1"
+            )
+
+    def refit(self, arm: int, X: Any, rewards: Any) -> None:
+        """Replace ``arm``'s observations by the rows of ``X`` (n, d) with ``rewards`` (n,):
+        the ridge fit as if those had been its only updates (its prior mean kept). For
+        feedback whose past values are re-estimated (``spectral_pooled``'s ``refit``)."""
+        self.check_refit()
+        arm = check_arm(arm, self.num_arms)
+        xs = np.asarray(X, dtype=np.float64)
+        rs = np.asarray(rewards, dtype=np.float64)
+        if xs.ndim != 2 or xs.shape[1] != self.dim or rs.shape != (xs.shape[0],):
+            raise ValueError(
+                f"refit needs X (n, {self.dim}) and rewards (n,), got {xs.shape} and {rs.shape}"
+            )
+        if not (np.isfinite(xs).all() and np.isfinite(rs).all()):
+            raise ValueError("refit: contexts and rewards must be finite (a NaN feedback value?)")
+        self.estimator.refit(arm, xs, rs - self.prior_reward)
+
     def theta(self, arm: int) -> np.ndarray:
         """The current weight estimate theta_k = A_k^-1 b_k of ``arm`` (of the reward minus
         ``prior_reward``)."""
@@ -279,6 +303,14 @@ class LinTS(_LinearBandit):
         mean, width = self._predict(x)  # before the update (which reuses this predict)
         super().update(arm, x, reward)
         self.noise.add(r - mean[arm], width[arm])
+
+    def check_refit(self) -> None:
+        super().check_refit()
+        if self.noise is not None:
+            raise ValueError(
+                "LinTS v='auto' estimates the feedback's noise from the updates in order; refit "
+                "replaces them each step: set v to a number"
+            )
 
     def _state(self) -> dict[str, Any]:
         if self.noise is None:

@@ -61,12 +61,32 @@ class PercentileNormalizer:
             return 0.5
         return float((min(max(r, q_lo), q_hi) - q_lo) / (q_hi - q_lo))
 
+    def rescale_all(self, values: np.ndarray) -> np.ndarray:
+        """The same rescaling of a whole set of values by that set's own percentiles, the
+        history untouched (:func:`percentile_rescale`; ``spectral_pooled``'s ``refit``)."""
+        return percentile_rescale(values, self.low, self.high)
+
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         values = [check_reward(v) for v in state["history"]]
         self.history = deque(values, maxlen=self.window)
+
+
+def percentile_rescale(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """LASeR's rescaling of a whole set of values at once: clip each to the set's [low, high]
+    percentiles and map to [0, 1]; 0.5 everywhere where the two percentiles coincide (no
+    scale to measure), as :meth:`PercentileNormalizer.normalize` does for one value."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return v
+    if not np.isfinite(v).all():
+        raise ValueError("percentile_rescale: every value must be finite")
+    q_lo, q_hi = np.percentile(v, [low, high])
+    if q_hi - q_lo <= 0.0:
+        return np.full_like(v, 0.5)
+    return (np.clip(v, q_lo, q_hi) - q_lo) / (q_hi - q_lo)
 
 
 class RunningZScore:

@@ -64,6 +64,7 @@ class _ArmState:
     last_t: int  # clock value the decay was last applied at
     updates: int  # raw number of observations (not discounted)
     pending: list[torch.Tensor] = field(default_factory=list)  # contexts not yet in A
+    prior: torch.Tensor | None = None  # the prior mean set by set_prior_mean (kept by refit)
 
 
 class RidgeArms:
@@ -134,7 +135,38 @@ class RidgeArms:
         mu = torch.as_tensor(np.asarray(mean, dtype=np.float64), dtype=self.dtype)
         if mu.shape != (self.dim,) or not torch.isfinite(mu).all():
             raise ValueError(f"a prior mean must be {self.dim} finite numbers, got {mu.shape}")
-        arm.b = self.l2_lambda * mu.to(self.device)
+        arm.prior = mu.to(self.device)
+        arm.b = self.l2_lambda * arm.prior
+        self._cache = None
+
+    def refit(self, k: int, X: np.ndarray, r: np.ndarray) -> None:
+        """Arm ``k`` as if the rows of ``X`` (n, d) with rewards ``r`` (n,) had been its only
+        observations: A = l2_lambda I + X^T X, b = l2_lambda mu + X^T r (mu: its prior mean,
+        if one was set), B = A^-1 exactly (Cholesky). For feedback whose past values are
+        re-estimated as evidence accrues (``spectral_pooled``'s ``refit``). Undiscounted
+        estimators only: with gamma < 1 an observation's weight depends on its age, which a
+        set of rows does not carry."""
+        if self.gamma != 1.0:
+            raise ValueError(
+                f"refit replaces an arm's observations, which with gamma={self.gamma} < 1 are "
+                "weighted by their age: use gamma 1"
+            )
+        Xt, rt = self._tensor(X), self._tensor(r)
+        if Xt.ndim != 2 or Xt.shape[1] != self.dim or rt.shape != (Xt.shape[0],):
+            raise ValueError(
+                f"refit needs X (n, {self.dim}) and r (n,), got {tuple(Xt.shape)} and "
+                f"{tuple(rt.shape)}"
+            )
+        if not (torch.isfinite(Xt).all() and torch.isfinite(rt).all()):
+            raise ValueError("refit: contexts and rewards must be finite")
+        old = self.arms[k]
+        A = self.l2_lambda * torch.eye(self.dim, device=self.device, dtype=self.dtype)
+        A.addmm_(Xt.T, Xt)
+        b = Xt.T @ rt
+        if old.prior is not None:
+            b += self.l2_lambda * old.prior
+        B = torch.cholesky_inverse(torch.linalg.cholesky(A))
+        self.arms[k] = _ArmState(A, b, B, 0.0, self.t, int(Xt.shape[0]), prior=old.prior)
         self._cache = None
 
     def remove_arm(self, arm: int) -> None:
@@ -293,6 +325,7 @@ class RidgeArms:
                     "delta": a.delta,
                     "last_t": a.last_t,
                     "updates": a.updates,
+                    **({} if a.prior is None else {"prior": a.prior.cpu().clone()}),
                 }
                 for a in self.arms
             ],
@@ -316,6 +349,7 @@ class RidgeArms:
                     delta=float(a["delta"]),
                     last_t=int(a["last_t"]),
                     updates=int(a["updates"]),
+                    prior=None if "prior" not in a else a["prior"].to(self.device, self.dtype),
                 )
             )
         self.arms = arms
