@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from laser.policy.config import PolicyConfig
+
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over positions where ``mask`` is 1 (0 if the mask is empty)."""
@@ -155,3 +157,24 @@ def nll_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def sequence_nll(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B,) negative log-likelihood per token of each response: -sum(log pi) / length."""
     return -(logprobs * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+
+
+@torch.no_grad()
+def dpo_pair_losses(
+    seq: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_seq: torch.Tensor,
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    mask: torch.Tensor,
+    config: PolicyConfig,
+) -> torch.Tensor:
+    """(k,) DPO + NLL loss of each pair of a minibatch: the per-pair terms of the loss being
+    optimised (``seq``, ``logprobs``: the k chosen rows, then the k rejected ones;
+    ``ref_seq``, ``mask``: indexed by ``chosen`` / ``rejected``). The per-prompt bandit
+    credit of the paper's loss-based feedback."""
+    k = len(chosen)
+    pref = dpo_loss(
+        seq[:k], seq[k:], ref_seq[chosen], ref_seq[rejected], config.beta, config.dpo_loss, False
+    )
+    return pref + config.nll_coef * sequence_nll(logprobs[:k].detach(), mask[chosen])

@@ -35,6 +35,13 @@ class StepStats:
     # bandit credit; None for PPO/A2C (their surrogate loss has no per-prompt meaning)
     group_loss: dict[int, float] | None = None
 
+    @classmethod
+    def no_update(cls, common: dict, skipped: bool) -> StepStats:
+        """The stats of a DPO step without a pair on this rank (no loss to report);
+        ``common``: the reward and KL fields every update reports."""
+        none = dict.fromkeys(("loss", "pg_loss", "value_loss", "entropy", "approx_kl", "clipfrac"))
+        return cls(**none, **common, train_loss=None, num_pairs=0, skipped=skipped)
+
     def metrics(self) -> dict[str, float]:
         """``policy/*`` metrics (None fields are left out)."""
         names = {

@@ -23,6 +23,7 @@ from laser.policy.config import PolicyConfig
 from laser.policy.losses import (
     a2c_actor_loss,
     dpo_loss,
+    dpo_pair_losses,
     entropy,
     gae,
     kl_penalty,
@@ -30,7 +31,6 @@ from laser.policy.losses import (
     masked_whiten,
     nll_loss,
     ppo_clip_loss,
-    sequence_nll,
     value_loss,
 )
 from laser.policy.pairs import make_pairs
@@ -265,7 +265,7 @@ class PolicyTrainer:
         )
         pairs = make_pairs(rollout.group, rewards.cpu(), cfg.pair_scheme, cfg.max_pairs)
         if self.dist.sum(len(pairs)) == 0:  # no rank has a pair: nobody steps
-            return self._no_update(common, skipped=True)
+            return StepStats.no_update(common, skipped=True)
         q, qm, r, rm = (
             rollout.query_ids,
             rollout.query_mask,
@@ -305,8 +305,8 @@ class PolicyTrainer:
                 nll = nll_loss(logprobs[:k], rm[chosen[idx]])
                 loss = pref + cfg.nll_coef * nll
                 if _epoch == 0:  # per-prompt loss before this step's update: bandit credit
-                    pair_loss = self._pair_losses(
-                        seq, logprobs, ref_seq, chosen[idx], rejected[idx], rm
+                    pair_loss = dpo_pair_losses(
+                        seq, logprobs, ref_seq, chosen[idx], rejected[idx], rm, cfg
                     )
                     for pair, value in zip(idx.tolist(), pair_loss.tolist()):
                         g = int(rollout.group[chosen[pair]])
@@ -319,7 +319,7 @@ class PolicyTrainer:
         if cfg.ref_sync:
             self.sync_reference()
         if count == 0:  # this rank had no pair (others did): it stepped on their gradients
-            return self._no_update(common, skipped=False)
+            return StepStats.no_update(common, skipped=False)
         return StepStats(
             loss=totals["loss"] / count,
             pg_loss=totals["pg_loss"] / count,
@@ -332,33 +332,6 @@ class PolicyTrainer:
             num_pairs=len(pairs),
             group_loss={g: sum(v) / len(v) for g, v in prompt_losses.items()},
         )
-
-    @staticmethod
-    def _no_update(common: dict, skipped: bool) -> StepStats:
-        """The stats of a DPO step without a pair on this rank (no loss to report)."""
-        return StepStats(
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            **common,
-            train_loss=None,
-            num_pairs=0,
-            skipped=skipped,
-        )
-
-    @torch.no_grad()
-    def _pair_losses(self, seq, logprobs, ref_seq, chosen, rejected, mask) -> torch.Tensor:
-        """(k,) DPO + NLL loss of each pair of a minibatch (seq, logprobs: chosen then
-        rejected rows), the per-pair terms of the loss being optimised."""
-        k = len(chosen)
-        cfg = self.config
-        pref = dpo_loss(
-            seq[:k], seq[k:], ref_seq[chosen], ref_seq[rejected], cfg.beta, cfg.dpo_loss, False
-        )
-        return pref + cfg.nll_coef * sequence_nll(logprobs[:k].detach(), mask[chosen])
 
     def sync_reference(self) -> None:
         """Copy the policy's weights into the reference (iterative DPO's ref refresh)."""
