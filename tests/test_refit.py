@@ -270,3 +270,28 @@ def test_refit_resumes_exactly():
         assert torch.equal(arm_a["A"], arm_b["A"]) and torch.equal(arm_a["b"], arm_b["b"])
     assert len(full.signal.contexts) == len(resumed.signal.contexts) == 4
     assert full.selector.estimator.arms[0].updates == 4  # every arm has every audit
+
+
+def test_routing_diag_reads_the_model_and_the_selector_per_domain():
+    """experiments.routing_diag on a hand-made run: two domains at contexts e1 and e2; its
+    model column is the rank-one fit of M(x), its selector column the selector's mean."""
+    from types import SimpleNamespace
+
+    from experiments.routing_diag import markdown, per_domain
+
+    rms = pool()
+    signal = PooledSpectralAgreement(rms, audit=1.0, all_arms=True, refit=True)
+    full = Router(rms, LinTS(4, 2, v=0.1, seed=3), PercentileNormalizer(), PerPrompt(), signal)
+    run_steps(full, rms, range(4))
+    examples = [SimpleNamespace(domain=d) for d in ("one", "two", "one")]
+    contexts = {"one": E1, "two": E2}
+    table = per_domain(
+        signal, full.selector, lambda es: torch.stack([contexts[e.domain] for e in es]), examples
+    )
+    assert list(table) == ["one", "two"]
+    for domain, x in contexts.items():
+        model = rank_one_fit(signal.model.predict(x)).tolist()
+        assert table[domain]["model"] == pytest.approx(model, abs=1e-9)
+        mean = full.selector.estimator.predict(x.double().numpy())[0]
+        assert table[domain]["selector"] == pytest.approx(mean.tolist(), abs=1e-12)
+    assert markdown(signal.names, table).count("\n") == 3
