@@ -346,9 +346,13 @@ class PooledSpectralAgreement(SpectralAgreement):
     def state_dict(self) -> dict[str, Any]:
         out = {**self.model.state_dict(), "audit": self.peers.state_dict()}
         if self.refit:  # the audited contexts the selector is refitted on
-            k, d = len(self.names), len(self.contexts[0]) if self.contexts else 0
-            out["refit_contexts"] = torch.stack(self.contexts) if d else torch.zeros(0, 0)
-            out["refit_seen"] = torch.stack(self.seen) if d else torch.zeros(0, k, dtype=bool)
+            k = len(self.names)
+            out["refit_contexts"] = (
+                torch.stack(self.contexts) if self.contexts else torch.zeros(0, 0)
+            )
+            out["refit_seen"] = (
+                torch.stack(self.seen) if self.seen else torch.zeros(0, k, dtype=bool)
+            )
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -78,27 +78,16 @@ class _LinearBandit(EstimatorSelector):
 
     def check_refit(self) -> None:
         """Raise unless :meth:`refit` can work on this selector (an undiscounted estimator)."""
-        if self.estimator.gamma != 1.0:
-            raise ValueError(
-                f"refit replaces each arm's observations, which with bandit.gamma="
-                f"{self.estimator.gamma} are weighted by their age: use gamma 1"
-            )
+        self.estimator.check_refit()
 
     def refit(self, arm: int, X: Any, rewards: Any) -> None:
         """Replace ``arm``'s observations by the rows of ``X`` (n, d) with ``rewards`` (n,):
         the ridge fit as if those had been its only updates (its prior mean kept). For
         feedback whose past values are re-estimated (``spectral_pooled``'s ``refit``)."""
-        self.check_refit()
+        self.check_refit()  # LinTS v="auto" too; the estimator checks the rows
         arm = check_arm(arm, self.num_arms)
-        xs = np.asarray(X, dtype=np.float64)
-        rs = np.asarray(rewards, dtype=np.float64)
-        if xs.ndim != 2 or xs.shape[1] != self.dim or rs.shape != (xs.shape[0],):
-            raise ValueError(
-                f"refit needs X (n, {self.dim}) and rewards (n,), got {xs.shape} and {rs.shape}"
-            )
-        if not (np.isfinite(xs).all() and np.isfinite(rs).all()):
-            raise ValueError("refit: contexts and rewards must be finite (a NaN feedback value?)")
-        self.estimator.refit(arm, xs, rs - self.prior_reward)
+        rs = np.asarray(rewards, dtype=np.float64) - self.prior_reward
+        self.estimator.refit(arm, np.asarray(X, dtype=np.float64), rs)
 
     def theta(self, arm: int) -> np.ndarray:
         """The current weight estimate theta_k = A_k^-1 b_k of ``arm`` (of the reward minus

@@ -57,9 +57,7 @@ class PercentileNormalizer:
         r = check_reward(value)
         self.history.append(r)
         q_lo, q_hi = np.percentile(np.asarray(self.history), [self.low, self.high])
-        if q_hi - q_lo <= 0.0:
-            return 0.5
-        return float((min(max(r, q_lo), q_hi) - q_lo) / (q_hi - q_lo))
+        return float(clip_scale(np.float64(r), q_lo, q_hi))
 
     def rescale_all(self, values: np.ndarray) -> np.ndarray:
         """The same rescaling of a whole set of values by that set's own percentiles, the
@@ -83,7 +81,12 @@ def percentile_rescale(values: np.ndarray, low: float, high: float) -> np.ndarra
         return v
     if not np.isfinite(v).all():
         raise ValueError("percentile_rescale: every value must be finite")
-    q_lo, q_hi = np.percentile(v, [low, high])
+    return clip_scale(v, *np.percentile(v, [low, high]))
+
+
+def clip_scale(v: np.ndarray, q_lo: float, q_hi: float) -> np.ndarray:
+    """(clip(v, q_lo, q_hi) - q_lo) / (q_hi - q_lo), elementwise; 0.5 where q_hi == q_lo
+    (no scale to measure: the neutral midpoint rather than a division by zero)."""
     if q_hi - q_lo <= 0.0:
         return np.full_like(v, 0.5)
     return (np.clip(v, q_lo, q_hi) - q_lo) / (q_hi - q_lo)

@@ -139,6 +139,14 @@ class RidgeArms:
         arm.b = self.l2_lambda * arm.prior
         self._cache = None
 
+    def check_refit(self) -> None:
+        """Raise unless :meth:`refit` can work here: an undiscounted estimator."""
+        if self.gamma != 1.0:
+            raise ValueError(
+                f"refit replaces each arm's observations, which with bandit.gamma={self.gamma} "
+                "are weighted by their age: use gamma 1"
+            )
+
     def refit(self, k: int, X: np.ndarray, r: np.ndarray) -> None:
         """Arm ``k`` as if the rows of ``X`` (n, d) with rewards ``r`` (n,) had been its only
         observations: A = l2_lambda I + X^T X, b = l2_lambda mu + X^T r (mu: its prior mean,
@@ -146,19 +154,15 @@ class RidgeArms:
         re-estimated as evidence accrues (``spectral_pooled``'s ``refit``). Undiscounted
         estimators only: with gamma < 1 an observation's weight depends on its age, which a
         set of rows does not carry."""
-        if self.gamma != 1.0:
-            raise ValueError(
-                f"refit replaces an arm's observations, which with gamma={self.gamma} < 1 are "
-                "weighted by their age: use gamma 1"
-            )
+        self.check_refit()
         Xt, rt = self._tensor(X), self._tensor(r)
         if Xt.ndim != 2 or Xt.shape[1] != self.dim or rt.shape != (Xt.shape[0],):
             raise ValueError(
-                f"refit needs X (n, {self.dim}) and r (n,), got {tuple(Xt.shape)} and "
+                f"refit needs X (n, {self.dim}) and rewards (n,), got {tuple(Xt.shape)} and "
                 f"{tuple(rt.shape)}"
             )
         if not (torch.isfinite(Xt).all() and torch.isfinite(rt).all()):
-            raise ValueError("refit: contexts and rewards must be finite")
+            raise ValueError("refit: contexts and rewards must be finite (a NaN feedback value?)")
         old = self.arms[k]
         A = self.l2_lambda * torch.eye(self.dim, device=self.device, dtype=self.dtype)
         A.addmm_(Xt.T, Xt)
